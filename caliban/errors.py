@@ -1,0 +1,26 @@
+"""Errors a user can act on.
+
+The core raises these; `caliban.main` prints the message as one line on stderr
+and exits with `exit_code`. Anything else escaping is a bug and gets a trace.
+"""
+
+
+class CalibanError(Exception):
+    """A failure the user can fix; the message names the bad value and the fix."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class UsageError(CalibanError):
+    """Bad flags, specs or configs: rejected before anything is built or sent."""
+
+    exit_code = 2
