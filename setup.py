@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="caliban",
+    version="1.0.0.dev0",
+    description="Run research code in Docker, locally or as training jobs on Google Cloud.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["caliban", "caliban.*"]),
+    install_requires=[
+        "absl-py>=1.0,<3",
+        "docker>=7.0,<8",
+        "google-api-python-client>=2.100,<3",
+        "google-auth>=2.20,<3",
+        "pyyaml>=6.0,<7",
+        # Progress bars for builds, pushes and sweeps: small, pure Python, no deps.
+        "tqdm>=4.60,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pexpect>=4.8", "hypothesis>=6"],
+    },
+    entry_points={
+        "console_scripts": [
+            "caliban=caliban.main:main",
+            "expansion=caliban.expansion:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+    ],
+)
