@@ -1,0 +1,223 @@
+"""The job history store, on real SQLite files in temp dirs."""
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from caliban import history
+from caliban.errors import CalibanError, UsageError
+from caliban.history import states
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(tmp_path):
+    with history.Store(tmp_path / "h.db") as s:
+        yield s
+
+
+def test_db_path_forms(monkeypatch, tmp_path):
+    monkeypatch.delenv(history.DB_URL_ENV, raising=False)
+    assert history.db_path() == Path("~/.caliban/caliban.db").expanduser()
+    assert history.db_path(str(tmp_path / "a.db")) == tmp_path / "a.db"
+    assert history.db_path("sqlite:///" + str(tmp_path / "b.db")) == tmp_path / "b.db"
+    assert history.db_path("sqlite:///rel/c.db") == Path("rel/c.db")
+    monkeypatch.setenv(history.DB_URL_ENV, "sqlite:///" + str(tmp_path / "env.db"))
+    assert history.db_path() == tmp_path / "env.db"
+    with pytest.raises(UsageError, match="only sqlite"):
+        history.db_path("postgresql://host/db")
+    with pytest.raises(UsageError, match="in-memory"):
+        history.db_path("sqlite:///:memory:")
+
+
+def test_fresh_file_is_migrated_and_in_wal_mode(tmp_path):
+    path = tmp_path / "sub" / "dir" / "h.db"
+    with history.Store(path) as s:
+        assert s.schema_version() == history.SCHEMA_VERSION
+        assert s.journal_mode() == "wal"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"experiment_group", "image", "experiment", "job"} <= tables
+
+
+def test_migration_from_an_older_version_keeps_data(tmp_path):
+    path = tmp_path / "h.db"
+    with history.Store(path) as s:  # a file written by the current release
+        g = s.create_group("old")
+        e = s.add_experiment(g.id, ["--a", "1"])
+        j = s.add_job(e, backend="local")
+    newer = history.MIGRATIONS + (
+        "ALTER TABLE job ADD COLUMN note TEXT;\nUPDATE job SET note = 'migrated';",
+        "CREATE TABLE tag (job_id INTEGER REFERENCES job(id), tag TEXT);",
+    )
+    with history.Store(path, migrations=newer) as s:
+        assert s.schema_version() == len(newer)
+        assert s.job(j).status == states.PENDING
+        assert s.group("old").id == g.id
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT note FROM job").fetchall() == [("migrated",)]
+    assert conn.execute("SELECT COUNT(*) FROM tag").fetchone() == (0,)
+
+
+def test_migration_from_empty_file_with_extra_steps(tmp_path):
+    path = tmp_path / "h.db"
+    sqlite3.connect(path).close()  # exists, zero bytes, version 0
+    with history.Store(path) as s:
+        assert s.schema_version() == history.SCHEMA_VERSION
+
+
+def test_failed_migration_rolls_back(tmp_path):
+    path = tmp_path / "h.db"
+    history.Store(path).close()
+    broken = history.MIGRATIONS + ("CREATE TABLE ok (x);\nCREATE TABLE job (x);",)
+    with pytest.raises(CalibanError):
+        history.Store(path, migrations=broken)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name='ok'").fetchone() is None
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "h.db"
+    history.Store(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {history.SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(CalibanError, match="newer than this caliban"):
+        history.Store(path)
+
+
+def test_groups_named_and_auto(store):
+    a = store.create_group("sweep")
+    assert store.create_group("sweep") == a  # get-or-create
+    auto1 = store.create_group(user="ann")
+    auto2 = store.create_group(user="ann")
+    assert auto1.name.startswith("ann-") and auto1.name != auto2.name
+    assert [g.name for g in store.groups(user="ann")] == [auto1.name, auto2.name]
+    with pytest.raises(UsageError):
+        store.create_group("  ")
+
+
+def test_write_ahead_lifecycle(store):
+    g = store.create_group("g")
+    img = store.record_image(docker_id="sha256:abc", build_args={"target": "t.py", "gpu": False})
+    store.update_image(img, uri="reg/x:tag", digest="sha256:d")
+    assert store.image(img).build_args == {"target": "t.py", "gpu": False}
+    assert store.image(img).uri == "reg/x:tag"
+    e = store.add_experiment(g.id, ["--lr", "0.1"], flags={"lr": 0.1}, image_id=img)
+    body = {"displayName": "x", "labels": {"caliban_key": "k1"}}
+    j = store.add_job(e, backend="vertex", request=body, caliban_key="k1", region="us-central1")
+    job = store.job(j)
+    assert job.status == states.PENDING and job.request == body and job.group_name == "g"
+    store.mark_submitted(j, "projects/p/locations/us-central1/customJobs/7")
+    job = store.job(j)
+    assert job.status == states.SUBMITTED and job.submitted is not None
+    assert store.job_by_key("k1").id == j
+    j2 = store.add_job(e, backend="vertex", caliban_key="k2")
+    store.mark_failed(j2, "HTTP 400: bad")
+    assert store.job(j2).status == states.FAILED and store.job(j2).error == "HTTP 400: bad"
+    assert [x.id for x in store.jobs(group="g", latest_only=True)] == [j2]
+    assert [x.id for x in store.jobs(statuses=[states.SUBMITTED])] == [j]
+
+
+def test_caliban_key_is_unique(store):
+    e = store.add_experiment(store.create_group("g").id, [])
+    store.add_job(e, backend="vertex", caliban_key="same")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_job(e, backend="vertex", caliban_key="same")
+
+
+def test_local_finish_and_stop(store):
+    e = store.add_experiment(store.create_group("g").id, [])
+    ok, bad, stopped = (store.add_job(e, backend="local") for _ in range(3))
+    for j in (ok, bad, stopped):
+        store.start_local(j, f"container{j}")
+    assert store.job(ok).status == states.RUNNING
+    store.finish_local(ok, 0)
+    store.finish_local(bad, 3)
+    store.mark_stopped(stopped)
+    store.finish_local(stopped, 137)  # the stop wins over the exit it caused
+    assert (store.job(ok).status, store.job(ok).exit_code) == (states.SUCCEEDED, 0)
+    assert (store.job(bad).status, store.job(bad).exit_code) == (states.FAILED, 3)
+    assert store.job(stopped).status == states.STOPPED
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from caliban import history
+    path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    with history.Store(path) as s:
+        g = s.create_group("shared")
+        for i in range(n):
+            e = s.add_experiment(g.id, ["--i", str(i)], flags={{"writer": tag}})
+            j = s.add_job(e, backend="vertex", caliban_key=f"{{tag}}-{{i}}")
+            s.mark_submitted(j, f"remote-{{tag}}-{{i}}")
+    """
+)
+
+
+def test_concurrent_writer_processes_lose_nothing(tmp_path):
+    path = tmp_path / "h.db"  # fresh: the writers also race on creating the schema
+    script = WRITER.format(repo=str(REPO))
+    n = 250
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(path), tag, str(n)],
+                         stderr=subprocess.PIPE, text=True)
+        for tag in ("a", "b", "c")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with history.Store(path) as s:
+        jobs = s.jobs(group="shared")
+        assert len(jobs) == 3 * n
+        assert all(j.status == states.SUBMITTED for j in jobs)
+        assert {j.caliban_key for j in jobs} == {f"{t}-{i}" for t in "abc" for i in range(n)}
+        assert len(s.groups(name="shared")) == 1
+        assert s.schema_version() == history.SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    "backend, state, expected",
+    [
+        ("vertex", "JOB_STATE_QUEUED", states.SUBMITTED),
+        ("vertex", "JOB_STATE_PENDING", states.SUBMITTED),
+        ("vertex", "JOB_STATE_RUNNING", states.RUNNING),
+        ("vertex", "JOB_STATE_SUCCEEDED", states.SUCCEEDED),
+        ("vertex", "JOB_STATE_FAILED", states.FAILED),
+        ("vertex", "JOB_STATE_CANCELLING", states.STOPPING),
+        ("vertex", "JOB_STATE_CANCELLED", states.STOPPED),
+        ("vertex", "JOB_STATE_EXPIRED", states.FAILED),
+        ("vertex", "JOB_STATE_SOMETHING_NEW", None),
+        ("ml_v1", "QUEUED", states.SUBMITTED),
+        ("ml_v1", "PREPARING", states.SUBMITTED),
+        ("ml_v1", "RUNNING", states.RUNNING),
+        ("ml_v1", "SUCCEEDED", states.SUCCEEDED),
+        ("ml_v1", "FAILED", states.FAILED),
+        ("ml_v1", "CANCELLING", states.STOPPING),
+        ("ml_v1", "CANCELLED", states.STOPPED),
+        ("ml_v1", None, None),
+    ],
+)
+def test_cloud_status_mapping(backend, state, expected):
+    assert states.cloud_status(backend, state) == expected
+
+
+def test_every_mapped_status_is_known_and_docker_mapping():
+    for table in (states.VERTEX_STATES, states.ML_V1_STATES, states.DOCKER_STATES):
+        assert set(table.values()) <= set(states.ALL_STATUSES)
+    assert states.docker_status("exited", 0) == states.SUCCEEDED
+    assert states.docker_status("exited", 2) == states.FAILED
+    assert states.docker_status("running") == states.RUNNING
+    assert states.docker_status("removing") is None
+    # Every documented state appears in the module's table text.
+    for name in list(states.VERTEX_STATES) + list(states.ML_V1_STATES):
+        assert name in states.__doc__
