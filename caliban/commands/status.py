@@ -1,0 +1,137 @@
+"""`caliban status`: groups -> experiments -> latest jobs, refreshed from where they run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+
+from caliban.errors import CalibanError
+
+# Without --xgroup, only the user's most recent groups are shown.
+RECENT_GROUPS = 5
+
+
+def age(stamp: float, now: float | None = None) -> str:
+    seconds = max(0, int((time.time() if now is None else now) - stamp))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def collect(store, backends, xgroup: str | None, max_jobs: int, user: str) -> dict:
+    """The groups to show, each with its latest jobs (refreshed), newest experiments last."""
+    from caliban.history import remote
+
+    if xgroup is not None:
+        groups = store.groups(name=xgroup)
+        if not groups:
+            raise CalibanError(f"no experiment group named {xgroup!r} in {store.path}")
+        hidden = 0
+    else:
+        groups = store.groups(user=user)
+        hidden = max(0, len(groups) - RECENT_GROUPS)
+        groups = groups[hidden:]
+    out = []
+    for group in groups:
+        latest = store.jobs(group=group.name, latest_only=True)
+        shown = latest[-max_jobs:]
+        shown = remote.refresh(store, backends, shown)
+        experiments = {e.id: e for e in store.experiments(group.id)}
+        out.append(
+            {
+                "group": group,
+                "experiments": len(experiments),
+                "not_shown": len(latest) - len(shown),
+                "rows": [(experiments[j.experiment_id], j) for j in shown],
+            }
+        )
+    return {"groups": out, "older_groups": hidden}
+
+
+def as_json(data: dict) -> dict:
+    from caliban.history import iso_time
+
+    return {
+        "groups": [
+            {
+                "name": g["group"].name,
+                "user": g["group"].user,
+                "created": iso_time(g["group"].created),
+                "experiments": g["experiments"],
+                "not_shown": g["not_shown"],
+                "jobs": [
+                    {"experiment": {"id": e.id, "args": e.args, "flags": e.flags}, **job.as_json()}
+                    for e, job in g["rows"]
+                ],
+            }
+            for g in data["groups"]
+        ],
+        "older_groups": data["older_groups"],
+    }
+
+
+def as_text(data: dict, now: float | None = None) -> str:
+    lines = []
+    if not data["groups"]:
+        return "No jobs recorded yet. `caliban run` and `caliban cloud` record theirs here."
+    for g in data["groups"]:
+        group = g["group"]
+        lines.append(
+            f"xgroup {group.name}  (user {group.user}, {g['experiments']} experiment"
+            f"{'s' if g['experiments'] != 1 else ''}, created {age(group.created, now)} ago)"
+        )
+        header = ("EXP", "JOB", "STATUS", "AGE", "BACKEND", "REMOTE ID", "ARGS")
+        rows = [
+            (
+                str(e.id),
+                str(j.id),
+                j.status + (f" ({j.exit_code})" if j.exit_code not in (None, 0) else ""),
+                age(j.created, now),
+                j.backend,
+                j.remote_id or "-",
+                " ".join(shlex.quote(a) for a in e.args) or "-",
+            )
+            for e, j in g["rows"]
+        ]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        for row in [header, *rows]:
+            cells = [c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]
+            lines.append("  " + "  ".join(cells).rstrip())
+        if not rows:
+            lines.append("  (no jobs)")
+        if g["not_shown"]:
+            lines.append(f"  ... {g['not_shown']} older experiment(s) not shown (--max_jobs)")
+        for e, j in g["rows"]:
+            if j.status == "FAILED" and j.error:
+                lines.append(f"  job {j.id}: {j.error.splitlines()[0][:200]}")
+        lines.append("")
+    if data["older_groups"]:
+        lines.append(
+            f"{data['older_groups']} older group(s) not shown; pass --xgroup NAME to see one."
+        )
+    return "\n".join(lines).rstrip()
+
+
+def main(args: argparse.Namespace) -> int:
+    from caliban import history
+    from caliban.history import remote
+
+    backends = remote.Backends(remote.CloudOptions.from_args(args))
+    with history.open_store() as store:
+        data = collect(
+            store,
+            backends,
+            getattr(args, "xgroup", None),
+            getattr(args, "max_jobs", None) or 8,
+            history.current_user(),
+        )
+        if getattr(args, "format", "text") == "json":
+            json.dump(as_json(data), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(as_text(data))
+    return 0

@@ -1,0 +1,190 @@
+"""`caliban status` and `caliban stop` as users run them: real processes, real SQLite files."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from caliban import history
+from caliban.history import states
+
+REPO = Path(__file__).resolve().parent.parent
+BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
+
+
+def caliban(db: Path, *argv, stdin=subprocess.DEVNULL, env=None):
+    full_env = dict(os.environ, CALIBAN_DB_URL=f"sqlite:///{db}", PYTHONPATH=str(REPO))
+    full_env.pop("CALIBAN_API_ENDPOINT", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "caliban", *argv],
+        cwd=REPO, env=full_env, stdin=stdin, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "history.db"
+
+
+def seed_local(db: Path, group: str, statuses: list[str], container_ids=None) -> list[int]:
+    """Local jobs in the given statuses, as `caliban run` would have recorded them."""
+    ids = []
+    with history.Store(db) as s:
+        g = s.create_group(group)
+        image = s.record_image(docker_id="sha256:feed", build_args={"target": "train.py"})
+        for i, status in enumerate(statuses):
+            e = s.add_experiment(g.id, ["--seed", str(i)], flags={"seed": i}, image_id=image)
+            j = s.add_job(e, backend="local")
+            cid = (container_ids or {}).get(i, f"gone-{uuid.uuid4().hex}")
+            if status != states.PENDING:
+                s.start_local(j, cid)
+            if status in (states.SUCCEEDED, states.FAILED):
+                s.finish_local(j, 0 if status == states.SUCCEEDED else 1)
+            elif status == states.STOPPED:
+                s.mark_stopped(j)
+            ids.append(j)
+    return ids
+
+
+def test_status_on_an_empty_history(db):
+    out = caliban(db, "status")
+    assert out.returncode == 0, out.stderr
+    assert "No jobs recorded yet" in out.stdout
+    assert db.exists()
+
+
+def test_status_table_and_json(db):
+    seed_local(db, "sweep-a", [states.SUCCEEDED, states.FAILED, states.SUCCEEDED])
+    text = caliban(db, "status")
+    assert text.returncode == 0, text.stderr
+    assert "xgroup sweep-a" in text.stdout
+    assert "SUCCEEDED" in text.stdout and "FAILED (1)" in text.stdout
+    assert "--seed 2" in text.stdout
+
+    out = caliban(db, "status", "--xgroup", "sweep-a", "--format", "json", "--max_jobs", "2")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    (group,) = data["groups"]
+    assert group["name"] == "sweep-a" and group["experiments"] == 3 and group["not_shown"] == 1
+    assert [j["status"] for j in group["jobs"]] == ["FAILED", "SUCCEEDED"]
+    assert group["jobs"][0]["experiment"]["flags"] == {"seed": 1}
+    assert group["jobs"][0]["backend"] == "local"
+
+
+def test_status_unknown_group_is_one_line_error(db):
+    seed_local(db, "g", [states.SUCCEEDED])
+    out = caliban(db, "status", "--xgroup", "nope")
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and "no experiment group named 'nope'" in out.stderr
+
+
+def test_status_keeps_recorded_status_when_container_is_gone(db):
+    (job,) = seed_local(db, "g", [states.RUNNING])
+    out = caliban(db, "status", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["groups"][0]["jobs"][0]["status"] == states.RUNNING
+    with history.Store(db) as s:
+        assert s.job(job).status == states.RUNNING
+
+
+def test_stop_refuses_without_tty_and_yes(db):
+    seed_local(db, "g", [states.RUNNING])
+    out = caliban(db, "stop", "--xgroup", "g")
+    assert out.returncode == 2
+    assert "pass --yes" in out.stderr
+    with history.Store(db) as s:
+        assert s.jobs(group="g")[0].status == states.RUNNING
+
+
+def test_stop_dry_run_changes_nothing(db):
+    seed_local(db, "g", [states.RUNNING, states.SUCCEEDED])
+    out = caliban(db, "stop", "--xgroup", "g", "--dry_run")
+    assert out.returncode == 0, out.stderr
+    assert "would stop 1 job" in out.stdout
+    with history.Store(db) as s:
+        assert [j.status for j in s.jobs(group="g")] == [states.RUNNING, states.SUCCEEDED]
+
+
+def test_stop_with_yes_records_stopped_only_in_the_group(db):
+    ids = seed_local(db, "g", [states.RUNNING, states.SUCCEEDED, states.PENDING])
+    (other,) = seed_local(db, "other", [states.RUNNING])
+    out = caliban(db, "stop", "--xgroup", "g", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert "1 PENDING job" in out.stdout
+    with history.Store(db) as s:
+        assert [s.job(j).status for j in ids] == [states.STOPPED, states.SUCCEEDED, states.PENDING]
+        assert s.job(other).status == states.RUNNING
+    again = caliban(db, "stop", "--xgroup", "g", "--yes")
+    assert again.returncode == 0 and "Nothing to stop" in again.stdout
+
+
+def test_stop_only_touches_the_current_users_jobs(db):
+    with history.Store(db) as s:
+        g = s.create_group("shared")
+        e = s.add_experiment(g.id, [])
+        theirs = s.add_job(e, backend="local", user="somebody-else")
+        s.start_local(theirs, "c1")
+    out = caliban(db, "stop", "--yes")
+    assert out.returncode == 0 and "Nothing to stop" in out.stdout
+    with history.Store(db) as s:
+        assert s.job(theirs).status == states.RUNNING
+
+
+# ---------------------------------------------------------------- real engine
+
+
+def docker_client():
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+        client.images.get(BASE_IMAGE)
+        return client
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the Docker engine or {BASE_IMAGE} is unavailable: {exc}")
+        pytest.skip(f"no Docker engine with {BASE_IMAGE} reachable: {exc}")
+
+
+@pytest.fixture
+def engine():
+    client = docker_client()
+    created = []
+    yield client, created
+    for container in created:
+        try:
+            container.remove(force=True)
+        except Exception:
+            pass
+
+
+def test_status_and_stop_against_the_engine(db, engine):
+    client, created = engine
+    labels = {"caliban.test": "1"}
+    running = client.containers.run(BASE_IMAGE, ["sleep", "300"], detach=True, labels=labels)
+    done = client.containers.run(BASE_IMAGE, ["sh", "-c", "exit 3"], detach=True, labels=labels)
+    created += [running, done]
+    done.wait(timeout=60)
+    run_job, done_job = seed_local(
+        db, "engine", [states.RUNNING, states.RUNNING], {0: running.id, 1: done.id}
+    )
+    out = caliban(db, "status", "--xgroup", "engine", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    jobs = {j["id"]: j for j in json.loads(out.stdout)["groups"][0]["jobs"]}
+    assert jobs[run_job]["status"] == states.RUNNING
+    assert (jobs[done_job]["status"], jobs[done_job]["exit_code"]) == (states.FAILED, 3)
+
+    out = caliban(db, "stop", "--xgroup", "engine", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert "container stopped" in out.stdout
+    running.reload()
+    assert running.status == "exited"
+    with history.Store(db) as s:
+        assert s.job(run_job).status == states.STOPPED
+        assert s.job(done_job).status == states.FAILED
