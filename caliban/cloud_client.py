@@ -1,0 +1,246 @@
+"""One small client over Vertex AI custom jobs and AI Platform ml v1 jobs.
+
+Built with google-api-python-client from the discovery documents it ships
+(`static_discovery=True`: no discovery fetch). The transport is an authorized
+`requests` session behind the interface googleapiclient expects, for two
+reasons: every call gets a timeout, and a request is never silently sent
+twice. httplib2, googleapiclient's default, re-sends a request whose
+connection dropped before the answer; for a Vertex create that is a second
+job. Here a dropped connection surfaces as `TransportError`, and the
+submission engine decides (by looking the job up by its label) whether the
+create happened.
+
+Heavy imports live inside functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+
+from caliban.errors import CalibanError
+
+VERTEX = "vertex"
+ML_V1 = "ml_v1"
+BACKENDS = (VERTEX, ML_V1)
+
+# Kinds of failure, which decide what the submission engine does next.
+RATE_LIMITED = "rate_limited"  # 429 rate limit: wait and retry
+QUOTA_EXHAUSTED = "quota_exhausted"  # 429 resource quota: stop the sweep
+SERVER_ERROR = "server_error"  # 5xx: retry; a create may have happened
+CONFLICT = "conflict"  # 409 ALREADY_EXISTS
+UNAUTHENTICATED = "unauthenticated"  # 401/403
+REJECTED = "rejected"  # other 4xx: the request itself is wrong
+
+_RESOURCE_QUOTA_HINTS = ("quota metrics exceed", "exceed quota limits", "_gpus", "_cpus", "gpus", "cpus", "accelerator")
+_RATE_HINTS = ("per minute", "requests per", "rate limit", "crud")
+
+
+class TransportError(Exception):
+    """The request may or may not have reached the service: no answer came back."""
+
+
+class CloudApiError(CalibanError):
+    """An error answer from the API, with Google's code/status/message."""
+
+    def __init__(self, code: int, status: str, message: str, kind: str):
+        super().__init__(f"Google Cloud API error {code} {status}: {message}")
+        self.code = code
+        self.status = status
+        self.api_message = message
+        self.kind = kind
+
+    @property
+    def quota_metric(self) -> str | None:
+        """The exhausted quota named in a resource-quota answer, if any."""
+        text = self.api_message
+        marker = "exceed quota limits:"
+        if marker in text:
+            return text.split(marker, 1)[1].strip().split()[0].rstrip(".,;")
+        return None
+
+
+def classify(code: int, status: str, message: str) -> str:
+    lower = message.lower()
+    if code == 429 or status == "RESOURCE_EXHAUSTED":
+        if any(h in lower for h in _RESOURCE_QUOTA_HINTS) and not any(h in lower for h in _RATE_HINTS):
+            return QUOTA_EXHAUSTED
+        return RATE_LIMITED
+    if code >= 500:
+        return SERVER_ERROR
+    if code == 409:
+        return CONFLICT
+    if code in (401, 403):
+        return UNAUTHENTICATED
+    return REJECTED
+
+
+def api_error_from_http_error(e) -> CloudApiError:
+    """Translate a googleapiclient HttpError into a CloudApiError."""
+    import json
+
+    code = int(getattr(e.resp, "status", 0) or 0)
+    status, message = "", ""
+    try:
+        error = json.loads(e.content.decode("utf-8") if isinstance(e.content, bytes) else e.content)["error"]
+        status = str(error.get("status", ""))
+        message = str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message = (e.content.decode("utf-8", "replace") if isinstance(e.content, bytes) else str(e.content))[:500]
+    message = " ".join(message.split())
+    return CloudApiError(code, status or str(code), message, classify(code, status, message))
+
+
+def default_endpoint(backend: str, region: str) -> str | None:
+    """The API endpoint for a backend; None means the discovery document's own."""
+    if backend == VERTEX:
+        return f"https://{region}-aiplatform.googleapis.com/"
+    return None
+
+
+class _SessionHttp:
+    """The httplib2-shaped `request()` googleapiclient calls, over requests.
+
+    It never re-sends: a connection error or timeout becomes TransportError.
+    One requests session per thread, so worker threads can share a client.
+    """
+
+    def __init__(self, credentials, timeout: float):
+        self.credentials = credentials  # googleapiclient checks its universe domain
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            from google.auth.transport.requests import AuthorizedSession
+
+            session = AuthorizedSession(self.credentials)
+            self._local.session = session
+        return session
+
+    def request(self, uri, method="GET", body=None, headers=None, redirections=None, connection_type=None):
+        import httplib2
+        import requests
+        from google.auth import exceptions as auth_exceptions
+
+        try:
+            r = self._session().request(method, uri, data=body, headers=headers, timeout=self.timeout)
+        except requests.exceptions.RequestException as e:
+            raise TransportError(f"{method} {uri}: {type(e).__name__}: {e}") from e
+        except auth_exceptions.RefreshError as e:
+            from caliban.cloud_auth import LOGIN_HINT
+
+            raise CloudApiError(401, "UNAUTHENTICATED", f"the credentials were rejected ({' '.join(str(e).split())[:200]}); {LOGIN_HINT}", UNAUTHENTICATED) from None
+        except auth_exceptions.TransportError as e:
+            raise TransportError(f"token refresh: {e}") from e
+        info = {k.lower(): v for k, v in r.headers.items()}
+        info["status"] = str(r.status_code)
+        response = httplib2.Response(info)
+        response.reason = r.reason
+        return response, r.content
+
+
+class CloudClient:
+    """Jobs of one backend in one project and region."""
+
+    def __init__(self, backend: str, project_id: str, region: str, credentials,
+                 api_endpoint: str | None = None, timeout: float = 60.0):
+        if backend not in BACKENDS:
+            raise CalibanError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        self.project_id = project_id
+        self.region = region
+        self.endpoint = api_endpoint or default_endpoint(backend, region)
+        self._http = _SessionHttp(credentials, timeout)
+        self._service = self._build()
+
+    def _build(self):
+        from googleapiclient import discovery
+
+        options = {}
+        if self.endpoint:
+            endpoint = self.endpoint if self.endpoint.endswith("/") else self.endpoint + "/"
+            options["api_endpoint"] = endpoint
+        name = "aiplatform" if self.backend == VERTEX else "ml"
+        return discovery.build(name, "v1", http=self._http, static_discovery=True,
+                               cache_discovery=False, client_options=options or None)
+
+    def _jobs(self):
+        projects = self._service.projects()
+        if self.backend == VERTEX:
+            return projects.locations().customJobs()
+        return projects.jobs()
+
+    @property
+    def parent(self) -> str:
+        if self.backend == VERTEX:
+            return f"projects/{self.project_id}/locations/{self.region}"
+        return f"projects/{self.project_id}"
+
+    def name_of(self, job_id: str) -> str:
+        """The resource name for a bare job id."""
+        if "/" in job_id:
+            return job_id
+        return f"{self.parent}/{'customJobs' if self.backend == VERTEX else 'jobs'}/{job_id}"
+
+    def _execute(self, request):
+        from googleapiclient.errors import HttpError
+
+        try:
+            return request.execute(num_retries=0)
+        except HttpError as e:
+            raise api_error_from_http_error(e) from None
+
+    # -- calls -------------------------------------------------------------
+    def create(self, body: dict) -> dict:
+        return self._execute(self._jobs().create(parent=self.parent, body=body))
+
+    def get(self, job_id_or_name: str) -> dict:
+        return self._execute(self._jobs().get(name=self.name_of(job_id_or_name)))
+
+    def cancel(self, job_id_or_name: str) -> None:
+        self._execute(self._jobs().cancel(name=self.name_of(job_id_or_name), body={}))
+
+    def list(self, filter: str | None = None, page_size: int = 100) -> list[dict]:
+        """Every job matching `filter`, following page tokens."""
+        jobs_api = self._jobs()
+        field = "customJobs" if self.backend == VERTEX else "jobs"
+        out: list[dict] = []
+        token = None
+        while True:
+            kwargs = {"parent": self.parent, "pageSize": page_size}
+            if filter:
+                kwargs["filter"] = filter
+            if token:
+                kwargs["pageToken"] = token
+            page = self._execute(jobs_api.list(**kwargs))
+            out.extend(page.get(field, []))
+            token = page.get("nextPageToken")
+            if not token:
+                return out
+
+    def list_by_label(self, key: str, value: str) -> list[dict]:
+        return self.list(filter=f'labels.{key}="{value}"')
+
+    # -- presentation --------------------------------------------------------
+    @staticmethod
+    def job_id(job: dict) -> str:
+        if job.get("jobId"):
+            return job["jobId"]
+        return job["name"].rsplit("/", 1)[-1]
+
+    def console_url(self, job: dict) -> str:
+        job_id = urllib.parse.quote(self.job_id(job))
+        project = urllib.parse.quote(self.project_id)
+        if self.backend == VERTEX:
+            return (f"https://console.cloud.google.com/vertex-ai/locations/{self.region}"
+                    f"/training/{job_id}/cpu?project={project}")
+        return f"https://console.cloud.google.com/ai-platform/jobs/{job_id}?project={project}"
+
+    def logs_command(self, job: dict) -> str:
+        job_id = self.job_id(job)
+        if self.backend == VERTEX:
+            return (f"gcloud ai custom-jobs stream-logs {job_id} "
+                    f"--project={self.project_id} --region={self.region}")
+        return f"gcloud ai-platform jobs stream-logs {job_id} --project={self.project_id}"
