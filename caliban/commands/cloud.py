@@ -1,0 +1,291 @@
+"""`caliban cloud`: validate everything, then preview (`--dry_run`) or submit a sweep.
+
+The work is split in two pure steps so that every mistake surfaces before an
+image is built or a request sent:
+
+- `plan_cloud_jobs` checks the flags, target, machine and experiment config
+  once and fixes the job names, timestamp and dedup token (exit 2 on any
+  usage error);
+- `build_jobs(plan, image)` turns the plan into one `PreparedJob` (labels +
+  exact request body) per experiment, for a given image URI. The dry run calls
+  it with the placeholder image; the submitter calls it again with the image it
+  pushed.
+
+No credentials, Docker or network are touched here; `_submit` is the seam
+where submission plugs in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Sequence
+
+from caliban import job_requests as jr
+from caliban import labels as job_labels
+from caliban.accelerators import CloudMachine, validate_cloud_machine
+from caliban.errors import CalibanError, UsageError
+
+BACKEND_TITLES = {jr.VERTEX: "Vertex AI", jr.ML_V1: "AI Platform Training (ml v1)"}
+IMAGE_TAG_PLACEHOLDER = "<to be built>"
+_NOT_IMAGE_NAME_CHARS = re.compile(r"[^a-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class CloudPlan:
+    """Everything decided before the image exists; shared by every job of the sweep."""
+
+    backend: str
+    project_id: str | None
+    region: str
+    machine: CloudMachine
+    name: str
+    timestamp: str
+    run_token: str
+    user_labels: tuple[tuple[str, str], ...]
+    job_args: list[list[str]]
+    image: str  # --image_tag, or where the built image will be pushed (tag still a placeholder)
+    image_is_placeholder: bool
+    command: tuple[str, ...]  # the image's entrypoint; job args follow it
+    service_account: str | None = None
+    spot: bool = False
+    timeout_seconds: int | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """One job ready to send: `request` is the exact body for `backend`'s create call."""
+
+    index: int
+    job: jr.CloudJob
+    request: dict
+
+
+@dataclass
+class PreparedSweep:
+    plan: CloudPlan
+    jobs: list[PreparedJob]
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry / no $USER in containers
+        return "user"
+
+
+def planned_image(region: str, project_id: str | None, image_repo: str | None, project_dir: str) -> str:
+    """Where the project's image will be pushed; the tag is only known after the build."""
+    repo = image_repo or f"{region}-docker.pkg.dev/{project_id or '<project_id>'}/caliban"
+    name = _NOT_IMAGE_NAME_CHARS.sub("-", os.path.basename(os.path.abspath(project_dir)).lower()).strip("-._")
+    return f"{repo.rstrip('/')}/{name or 'caliban'}:{IMAGE_TAG_PLACEHOLDER}"
+
+
+def _configured_image_repo(project_dir: str) -> str | None:
+    from caliban.calibanconfig import load_calibanconfig
+
+    return load_calibanconfig(project_dir).image_repo
+
+
+def _experiment_args(args: argparse.Namespace) -> list[list[str]]:
+    """Each job's container args: pass-through args, then the experiment's flags."""
+    base = list(getattr(args, "script_args", None) or [])
+    config_path = getattr(args, "experiment_config", None)
+    if not config_path:
+        return [base]
+    from caliban import experiments
+
+    config = experiments.load_experiment_config(config_path)
+    return list(experiments.expand_experiment_args(config, base))
+
+
+def plan_cloud_jobs(
+    args: argparse.Namespace,
+    cwd: str | None = None,
+    now: datetime | None = None,
+    user: str | None = None,
+) -> CloudPlan:
+    """Check every flag and build the shared plan; raises UsageError (exit 2) on any bad input."""
+    from caliban.targets import classify_target
+
+    cwd = cwd or os.getcwd()
+    backend = getattr(args, "backend", None) or jr.VERTEX
+    spot = bool(getattr(args, "spot", False))
+    jr.check_backend_options(backend, spot)
+    machine = validate_cloud_machine(
+        region=args.region,
+        machine_type=getattr(args, "machine_type", None),
+        gpu_spec=getattr(args, "gpu_spec", None),
+        tpu_spec=getattr(args, "tpu_spec", None),
+        nogpu=bool(getattr(args, "nogpu", False)),
+        force=bool(getattr(args, "force", False)),
+        backend=backend,
+    )
+    timeout = getattr(args, "timeout", None)
+    timeout_seconds = jr.parse_duration(timeout) if timeout else None
+    target = classify_target(args.module, cwd)
+    job_args = _experiment_args(args)
+
+    image_tag = getattr(args, "image_tag", None)
+    if image_tag:
+        image, placeholder = image_tag, False
+    else:
+        repo = getattr(args, "image_repo", None) or _configured_image_repo(cwd)
+        image, placeholder = planned_image(args.region, getattr(args, "project_id", None), repo, cwd), True
+
+    warnings = list(machine.warnings)
+    if not job_args:
+        warnings.append("the experiment config expands to zero experiments: no jobs")
+    return CloudPlan(
+        backend=backend,
+        project_id=getattr(args, "project_id", None) or None,
+        region=args.region,
+        machine=machine,
+        name=getattr(args, "name", None) or jr.default_job_name(user or _current_user()),
+        timestamp=jr.job_timestamp(now or datetime.now()),
+        run_token=jr.new_run_token(),
+        user_labels=tuple(getattr(args, "label", None) or ()),
+        job_args=job_args,
+        image=image,
+        image_is_placeholder=placeholder,
+        command=tuple(target.command),
+        service_account=getattr(args, "service_account", None) or None,
+        spot=spot,
+        timeout_seconds=timeout_seconds,
+        warnings=tuple(warnings),
+    )
+
+
+def build_jobs(plan: CloudPlan, image: str | None = None) -> PreparedSweep:
+    """One PreparedJob per experiment, for `image` (default: the plan's image)."""
+    image = image or plan.image
+    machine = plan.machine
+    base = job_labels.base_labels(
+        job_labels.fixed_labels(machine.gpu is not None, machine.tpu is not None, plan.name, image),
+        plan.user_labels,
+    )
+    reserved = 0 if jr.CALIBAN_KEY_LABEL in base else 1
+    if len(base) + reserved > job_labels.MAX_LABELS:
+        raise UsageError(f"too many -l labels: Cloud allows at most {job_labels.MAX_LABELS} labels per job")
+    build_request = jr.REQUEST_BUILDERS[plan.backend]
+    warnings: dict[str, None] = dict.fromkeys(plan.warnings)
+    jobs: list[PreparedJob] = []
+    append = jobs.append
+    for index, args in enumerate(plan.job_args, 1):
+        labels, label_warnings = job_labels.with_argument_labels(base, args, reserved)
+        labels[jr.CALIBAN_KEY_LABEL] = jr.caliban_key(plan.run_token, index)
+        for warning in label_warnings:
+            warnings[warning] = None
+        job = jr.CloudJob(
+            name=jr.job_name(plan.backend, plan.name, plan.timestamp, index),
+            region=plan.region,
+            image=image,
+            args=args,
+            labels=labels,
+            machine=machine,
+            service_account=plan.service_account,
+            spot=plan.spot,
+            timeout_seconds=plan.timeout_seconds,
+        )
+        append(PreparedJob(index, job, build_request(job)))
+    return PreparedSweep(plan, jobs, list(warnings))
+
+
+# ---------------------------------------------------------------- output
+
+
+def render_json(sweep: PreparedSweep) -> str:
+    """Only a JSON array: one {"backend", "args", "labels", "request"} object per job, one per line."""
+    backend = sweep.plan.backend
+    dumps = json.dumps
+    lines = [
+        dumps({"backend": backend, "args": p.job.args, "labels": p.job.labels, "request": p.request})
+        for p in sweep.jobs
+    ]
+    if not lines:
+        return "[]\n"
+    return "[\n" + ",\n".join(lines) + "\n]\n"
+
+
+def _machine_line(machine: CloudMachine) -> str:
+    return f"{machine.machine_type}, accelerators: {machine.describe_accelerators()}"
+
+
+def render_text(sweep: PreparedSweep) -> str:
+    """A readable preview: one block per job, then a closing line with the count."""
+    plan = sweep.plan
+    total = len(sweep.jobs)
+    machine_line = _machine_line(plan.machine)
+    if plan.machine.tpu_topology:
+        machine_line += f" (topology {plan.machine.tpu_topology})"
+    command = " ".join(shlex.quote(part) for part in plan.command)
+    quote = shlex.quote
+    out: list[str] = []
+    for prepared in sweep.jobs:
+        job = prepared.job
+        labels = ", ".join(f"{k}={v}" for k, v in job.labels.items())
+        out.append(
+            f"Job {prepared.index}/{total}: {job.name}\n"
+            f"  machine: {machine_line}\n"
+            f"  region:  {job.region}\n"
+            f"  image:   {job.image}\n"
+            f"  runs:    {command}\n"
+            f"  args:    {' '.join(quote(a) for a in job.args) or '(none)'}\n"
+            f"  labels:  {labels}\n"
+        )
+    where = f"{BACKEND_TITLES[plan.backend]} in {plan.region}"
+    project = f"project {plan.project_id}" if plan.project_id else "no project id set"
+    out.append(
+        f"Dry run: {total} job{'s' if total != 1 else ''} would be submitted to {where} ({project}); "
+        "nothing was built, pushed or submitted.\n"
+    )
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _submit(plan: CloudPlan, args: argparse.Namespace) -> int:
+    """Build and push the image, then create every job. Wired by the submission side.
+
+    Expected shape: if `plan.image_is_placeholder`, build and push the image
+    and get its URI (else use `plan.image`); `sweep = build_jobs(plan, image_uri)`; send each
+    `prepared.request` to `jr.request_parent(plan.backend, plan.project_id,
+    plan.region)` (Vertex: customJobs.create at https://{region}-aiplatform.googleapis.com,
+    ml v1: projects.jobs.create), skipping jobs whose `caliban_key` label is
+    already present; return the exit status.
+    """
+    raise CalibanError("cloud submission is not available yet", 1)
+
+
+def _warn(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        print(f"caliban cloud: warning: {warning}", file=sys.stderr)
+
+
+def main(args: argparse.Namespace) -> int:
+    plan = plan_cloud_jobs(args)
+    if not args.dry_run:
+        if not plan.project_id:
+            raise UsageError("no project id: pass --project_id or set $PROJECT_ID (not needed with --dry_run)")
+        _warn(build_jobs(plan).warnings)  # label limits fail here, before any build
+        return _submit(plan, args)
+
+    sweep = build_jobs(plan)
+    _warn(sweep.warnings)
+    output = render_json(sweep) if getattr(args, "format", "text") == "json" else render_text(sweep)
+    sys.stdout.write(output)
+    sys.stdout.flush()
+    return 0
