@@ -78,8 +78,13 @@ class Backends:
         if client is None:
             from caliban.history import cloud_adapter
 
-            client = cloud_adapter.open_client(target)
+            try:
+                client = cloud_adapter.open_client(target)
+            except CalibanError as exc:
+                client = exc  # don't ask for credentials again for every job
             self._clients[target] = client
+        if isinstance(client, CalibanError):
+            raise client
         return client
 
     def cloud_status(self, job: Job) -> tuple[str | None, str | None]:

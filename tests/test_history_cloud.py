@@ -1,0 +1,145 @@
+"""`caliban status` / `stop` against the cloud emulator: real google-auth, real HTTP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from caliban import history
+from caliban.history import states
+from tests.cloud_emulator import CloudEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT = "caliban-test"
+REGION = "us-central1"
+IMAGE = "us-central1-docker.pkg.dev/caliban-test/caliban/img:abc"
+
+
+def vertex_body(key: str, i: int) -> dict:
+    return {
+        "displayName": f"caliban_test_{i}",
+        "labels": {"caliban_key": key},
+        "jobSpec": {
+            "workerPoolSpecs": [
+                {
+                    "machineSpec": {"machineType": "n1-standard-4"},
+                    "replicaCount": "1",
+                    "containerSpec": {"imageUri": IMAGE, "args": ["--i", str(i)]},
+                }
+            ]
+        },
+    }
+
+
+def ml_body(key: str, i: int) -> dict:
+    return {
+        "jobId": f"caliban_test_{key.replace('-', '_')}",
+        "labels": {"caliban_key": key},
+        "trainingInput": {
+            "scaleTier": "CUSTOM",
+            "masterType": "n1-standard-4",
+            "masterConfig": {"imageUri": IMAGE},
+            "region": REGION,
+            "args": ["--i", str(i)],
+        },
+    }
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    with CloudEmulator() as emu:
+        emu.key_path = emu.write_service_account_key(tmp_path / "key.json", PROJECT)
+        yield emu
+
+
+def client_for(emu, backend):
+    from caliban import cloud_auth, cloud_client
+
+    creds, _ = cloud_auth.load_credentials(emu.key_path)
+    return cloud_client.CloudClient(backend, PROJECT, REGION, creds, api_endpoint=emu.url)
+
+
+def submit_recorded(db, emu, backend, group, n, send=True):
+    """A sweep as `caliban cloud` records it: PENDING row, create, SUBMITTED."""
+    client = client_for(emu, backend)
+    body_of = vertex_body if backend == "vertex" else ml_body
+    ids = []
+    with history.Store(db) as s:
+        g = s.create_group(group)
+        for i in range(n):
+            key = f"{group}-{i}"
+            body = body_of(key, i)
+            e = s.add_experiment(g.id, ["--i", str(i)], flags={"i": i})
+            j = s.add_job(e, backend=backend, request=body, caliban_key=key, project=PROJECT,
+                          region=REGION, api_endpoint=emu.url)
+            if send:
+                created = client.create(body)
+                s.mark_submitted(j, created["name"] if backend == "vertex" else created["jobId"])
+            ids.append(j)
+    return ids
+
+
+def caliban(db, emu, *argv):
+    env = dict(os.environ, CALIBAN_DB_URL=str(db), PYTHONPATH=str(REPO),
+               GOOGLE_APPLICATION_CREDENTIALS=emu.key_path)
+    env.pop("CALIBAN_API_ENDPOINT", None)
+    return subprocess.run([sys.executable, "-m", "caliban", *argv], cwd=REPO, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+def test_status_refreshes_from_the_api(tmp_path, emulator, backend):
+    db = tmp_path / "h.db"
+    ids = submit_recorded(db, emulator, backend, "sweep", 4)
+    with history.Store(db) as s:
+        remote = [s.job(j).remote_id for j in ids]
+    if backend == "vertex":
+        emulator.set_state(remote[0], "JOB_STATE_RUNNING")
+        emulator.set_state(remote[1], "JOB_STATE_SUCCEEDED")
+        emulator.set_state(remote[2], "JOB_STATE_FAILED")
+    else:
+        emulator.set_state(remote[0], "RUNNING")
+        emulator.set_state(remote[1], "SUCCEEDED")
+        emulator.set_state(remote[2], "FAILED")
+    out = caliban(db, emulator, "status", "--xgroup", "sweep", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    jobs = json.loads(out.stdout)["groups"][0]["jobs"]
+    assert [j["status"] for j in jobs] == [states.RUNNING, states.SUCCEEDED, states.FAILED,
+                                           states.SUBMITTED]
+    with history.Store(db) as s:  # recorded, and terminal jobs are not asked again
+        assert s.job(ids[1]).status == states.SUCCEEDED and s.job(ids[1]).finished is not None
+    gets = sum(1 for r in emulator.requests if r.method == "GET" and not r.path.endswith(("customJobs", "/jobs")))
+    caliban(db, emulator, "status", "--xgroup", "sweep")
+    gets_after = sum(1 for r in emulator.requests if r.method == "GET" and not r.path.endswith(("customJobs", "/jobs")))
+    assert gets_after - gets == 2  # only RUNNING and SUBMITTED are refreshed
+
+
+def test_status_with_unreachable_api_keeps_recorded_status(tmp_path, emulator):
+    db = tmp_path / "h.db"
+    submit_recorded(db, emulator, "vertex", "sweep", 2)
+    out = caliban(db, emulator, "status", "--format", "json", "--api_endpoint", "http://127.0.0.1:9")
+    assert out.returncode == 0, out.stderr
+    assert "warning: cannot refresh vertex jobs" in out.stderr
+    jobs = json.loads(out.stdout)["groups"][0]["jobs"]
+    assert [j["status"] for j in jobs] == [states.SUBMITTED] * 2
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+def test_stop_cancels_through_the_api(tmp_path, emulator, backend):
+    db = tmp_path / "h.db"
+    ids = submit_recorded(db, emulator, backend, "sweep", 3)
+    with history.Store(db) as s:
+        remote = [s.job(j).remote_id for j in ids]
+    emulator.set_state(remote[2], "JOB_STATE_SUCCEEDED" if backend == "vertex" else "SUCCEEDED")
+    out = caliban(db, emulator, "stop", "--xgroup", "sweep", "--yes")
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "Stopped 2 of 2" in out.stdout
+    cancelled = "JOB_STATE_CANCELLED" if backend == "vertex" else "CANCELLED"
+    by_key = {j["labels"]["caliban_key"]: j["state"] for j in emulator.jobs(backend)}
+    assert by_key == {"sweep-0": cancelled, "sweep-1": cancelled,
+                      "sweep-2": "JOB_STATE_SUCCEEDED" if backend == "vertex" else "SUCCEEDED"}
+    with history.Store(db) as s:
+        assert [s.job(j).status for j in ids] == [states.STOPPED, states.STOPPED, states.SUCCEEDED]
