@@ -104,6 +104,11 @@ def _join(items) -> str:
     return ", ".join(items)
 
 
+def _built_in_gpu(machine_type: str) -> AcceleratorSpec:
+    gpu_type, count, _ = tables.ACCELERATOR_OPTIMIZED[machine_type]
+    return AcceleratorSpec(count, gpu_type)
+
+
 def _machines_carrying(gpu: AcceleratorSpec) -> list[str]:
     """Accelerator-optimized machines that carry exactly this GPU spec."""
     return [m for m, (t, n, _) in tables.ACCELERATOR_OPTIMIZED.items() if t == gpu.type and n == gpu.count]
@@ -288,7 +293,7 @@ def validate_cloud_machine(
         if check:
             _check_known_machine(machine)
             if machine in tables.ACCELERATOR_OPTIMIZED:
-                built_in = AcceleratorSpec(*tables.ACCELERATOR_OPTIMIZED[machine][:2])
+                built_in = _built_in_gpu(machine)
                 raise UsageError(
                     f"--machine_type {machine} always carries {built_in}; drop --nogpu, or pick a "
                     f"CPU machine: {_join(tables.N1_MACHINE_VCPUS)}"
@@ -298,7 +303,7 @@ def validate_cloud_machine(
     gpu_defaulted = False
     gpu = gpu_spec
     if gpu is None and machine_type in tables.ACCELERATOR_OPTIMIZED:
-        gpu = AcceleratorSpec(*tables.ACCELERATOR_OPTIMIZED[machine_type][:2])
+        gpu = _built_in_gpu(machine_type)
     elif gpu is None:
         gpu = AcceleratorSpec(tables.DEFAULT_GPU_COUNT, tables.DEFAULT_GPU_TYPE)
         gpu_defaulted = True
@@ -333,7 +338,10 @@ def _tpu_machine(region, machine_type, gpu_spec, tpu, force, backend, warnings) 
         return CloudMachine(region, vertex_machine, tpu=tpu, tpu_topology=topology, warnings=warnings)
 
     # ml v1: the host (masterType) is an ordinary machine; the TPU is a cloud_tpu worker.
-    host = machine_type if machine_type not in (None, tables.CLOUD_TPU) else tables.DEFAULT_CPU_MACHINE_TYPE
+    if machine_type not in (None, tables.CLOUD_TPU):
+        host = machine_type
+    else:
+        host = _default_machine_for_gpu(gpu_spec) if gpu_spec else tables.DEFAULT_CPU_MACHINE_TYPE
     if check:
         _check_known_machine(host)
         if gpu_spec is not None:
