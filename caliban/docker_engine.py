@@ -1,0 +1,516 @@
+"""Building Caliban images on a Docker engine, through docker-py.
+
+`build_image` is the one entry point the commands (run, shell, notebook,
+build, cloud) use; `plan_image` is its pure-ish first half (it reads the
+project directory but never talks to the engine), which dry runs show.
+docker-py is imported inside functions only, so importing this module is
+cheap and works without docker-py installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from caliban import __version__
+from caliban.build_context import BuildContext, make_build_context
+from caliban.calibanconfig import (
+    CalibanConfig,
+    load_calibanconfig,
+    resolve_apt_packages,
+    resolve_base_image,
+)
+from caliban.dockerfile import PACKAGING_FILES, DockerfileSpec, dockerfile_text
+from caliban.errors import CalibanError, UsageError
+
+LABEL_PREFIX = "caliban"
+ADC_PATH = os.path.join("~", ".config", "gcloud", "application_default_credentials.json")
+
+
+# --------------------------------------------------------------------------
+# Engine connection
+
+
+def connect():
+    """A docker-py client for the engine in the environment (DOCKER_HOST...).
+
+    Raises CalibanError when the engine cannot be reached."""
+    try:
+        import docker
+    except ImportError:  # pragma: no cover - a packaging error
+        raise CalibanError("docker-py is not installed: pip install docker") from None
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(timeout=int(os.environ.get("CALIBAN_DOCKER_TIMEOUT", "600")))
+        client.ping()
+    except Exception as exc:  # DockerException, requests errors, socket errors
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CalibanError(
+            f"cannot reach the Docker engine at {where} ({reason}); start Docker or set DOCKER_HOST"
+        ) from None
+    return client
+
+
+def check_gpu_support(client) -> None:
+    """Fail early, with the --nogpu hint, when the engine cannot give GPUs."""
+    runtimes = sorted((client.info().get("Runtimes") or {}).keys())
+    if "nvidia" not in runtimes:
+        raise CalibanError(
+            "GPU mode needs the NVIDIA container runtime, but this Docker engine has none "
+            f"(runtimes: {', '.join(runtimes) or 'none'}); pass --nogpu to run on the CPU"
+        )
+
+
+# --------------------------------------------------------------------------
+# Planning: what goes into the image (reads the project, no engine)
+
+
+def declared_extras(project_dir: str) -> set[str]:
+    """Extras declared in setup.py / setup.cfg / pyproject.toml (best effort:
+    setup.py is read, never executed)."""
+    found: set[str] = set()
+    setup_py = os.path.join(project_dir, "setup.py")
+    if os.path.isfile(setup_py):
+        with open(setup_py, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        match = re.search(r"extras_require\s*=\s*(\{.*?\n\s*\}|dict\(.*?\n\s*\))", text, re.S)
+        body = match.group(1) if match else text if "extras_require" in text else ""
+        found |= set(re.findall(r"""["']([A-Za-z0-9_.\-]+)["']\s*:""", body))
+        found |= set(re.findall(r"""\b([A-Za-z_][A-Za-z0-9_]*)\s*=\s*\[""", body)) if body.startswith("dict(") else set()
+    setup_cfg = os.path.join(project_dir, "setup.cfg")
+    if os.path.isfile(setup_cfg):
+        import configparser
+
+        parser = configparser.ConfigParser()
+        try:
+            parser.read(setup_cfg, encoding="utf-8")
+            if parser.has_section("options.extras_require"):
+                found |= set(parser.options("options.extras_require"))
+        except configparser.Error:
+            pass
+    pyproject = os.path.join(project_dir, "pyproject.toml")
+    if os.path.isfile(pyproject):
+        import tomllib
+
+        try:
+            with open(pyproject, "rb") as fh:
+                data = tomllib.load(fh)
+            found |= set((data.get("project") or {}).get("optional-dependencies") or {})
+        except (tomllib.TOMLDecodeError, AttributeError):
+            pass
+    return found
+
+
+def resolve_ca_bundle(config: CalibanConfig, project_dir: str) -> str | None:
+    if config.ca_bundle is False:
+        return None
+    if config.ca_bundle is True:
+        candidates = [
+            os.environ.get("SSL_CERT_FILE"),
+            ssl.get_default_verify_paths().cafile,
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+        ]
+        for path in candidates:
+            if path and os.path.isfile(path):
+                return path
+        raise UsageError(f"{config.source}: ca_bundle is true but no CA bundle was found on this machine; give its path")
+    path = os.path.expanduser(config.ca_bundle)
+    path = path if os.path.isabs(path) else os.path.join(project_dir, path)
+    if not os.path.isfile(path):
+        raise UsageError(f"{config.source}: ca_bundle {config.ca_bundle!r} does not exist")
+    return path
+
+
+def credential_paths(credentials_path: str | None = None) -> list[str]:
+    """Files that must never enter an image."""
+    paths = [credentials_path, os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"), os.path.expanduser(ADC_PATH)]
+    return [os.path.abspath(os.path.expanduser(p)) for p in paths if p]
+
+
+def git_commit(project_dir: str) -> tuple[str | None, bool]:
+    """(HEAD commit, dirty?) of the repository holding project_dir, if any."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", project_dir, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None, False
+        status = subprocess.run(
+            ["git", "-C", project_dir, "status", "--porcelain", "--untracked-files=no", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return head.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+
+
+@dataclass
+class ImagePlan:
+    """Everything needed to build one image, decided before talking to Docker."""
+
+    project_dir: str
+    spec: DockerfileSpec
+    dockerfile: str
+    include: list[str]
+    labels: dict[str, str]
+    ca_bundle_path: str | None = None
+    secret_paths: list[str] = field(default_factory=list)
+
+
+def plan_image(
+    project_dir: str,
+    target: Any = None,
+    *,
+    gpu: bool,
+    extras: Iterable[str] = (),
+    dirs: Iterable[str] = (),
+    config: CalibanConfig | None = None,
+    credentials_path: str | None = None,
+    user: tuple[int, int] | None = None,
+    jupyter: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> ImagePlan:
+    """Decide the Dockerfile and context for `target` (a caliban.targets.Target,
+    or None for a code-less shell/notebook image)."""
+    project_dir = os.path.abspath(project_dir)
+    if not os.path.isdir(project_dir):
+        raise UsageError(f"project directory {project_dir} does not exist")
+    config = config if config is not None else load_calibanconfig(project_dir)
+    uid, gid = user if user is not None else (os.getuid(), os.getgid())
+
+    has_requirements = os.path.isfile(os.path.join(project_dir, "requirements.txt"))
+    packaging = tuple(f for f in PACKAGING_FILES if os.path.isfile(os.path.join(project_dir, f)))
+    chosen_extras: list[str] = []
+    for extra in extras:
+        for piece in str(extra).split(","):
+            piece = piece.strip()
+            if piece and piece not in chosen_extras:
+                chosen_extras.append(piece)
+    if packaging:
+        auto = "gpu" if gpu else "cpu"
+        if auto in declared_extras(project_dir) and auto not in chosen_extras:
+            chosen_extras.append(auto)
+    elif chosen_extras:
+        raise UsageError(
+            f"--extras {','.join(chosen_extras)} given but {project_dir} has no setup.py or pyproject.toml"
+        )
+
+    dir_list: list[str] = []
+    for d in dirs:
+        rel = os.path.relpath(os.path.abspath(d), os.getcwd()) if os.path.isabs(d) else d
+        rel = os.path.normpath(rel).replace(os.sep, "/")
+        if rel.startswith("..") or not os.path.isdir(os.path.join(project_dir, rel)):
+            raise UsageError(f"-d/--dir {d!r}: not a directory inside {project_dir}")
+        if rel not in dir_list:
+            dir_list.append(rel)
+
+    ca_path = resolve_ca_bundle(config, project_dir)
+    package_dir = getattr(target, "package_dir", None) if target is not None else None
+    command = tuple(getattr(target, "command", ()) or ()) if target is not None else ()
+    spec = DockerfileSpec(
+        base_image=resolve_base_image(config, gpu),
+        uid=uid,
+        gid=gid,
+        apt_packages=resolve_apt_packages(config, gpu),
+        has_requirements=has_requirements,
+        packaging_files=packaging,
+        extras=tuple(chosen_extras),
+        dirs=tuple(dir_list),
+        package_dir=package_dir,
+        command=command,
+        ca_bundle=ca_path is not None,
+        jupyter=jupyter,
+    )
+    include = (["requirements.txt"] if has_requirements else []) + list(packaging) + dir_list
+    if package_dir is not None:
+        include.append(package_dir)
+
+    commit, dirty = git_commit(project_dir)
+    all_labels = {
+        f"{LABEL_PREFIX}.version": __version__,
+        f"{LABEL_PREFIX}.source_dir": project_dir,
+        f"{LABEL_PREFIX}.mode": "gpu" if gpu else "cpu",
+    }
+    if target is not None:
+        all_labels[f"{LABEL_PREFIX}.target"] = str(getattr(target, "name", ""))
+    if commit:
+        all_labels[f"{LABEL_PREFIX}.git_commit"] = commit
+        all_labels[f"{LABEL_PREFIX}.git_dirty"] = "true" if dirty else "false"
+    all_labels.update(labels or {})
+    return ImagePlan(
+        project_dir=project_dir,
+        spec=spec,
+        dockerfile=dockerfile_text(spec),
+        include=include,
+        labels=all_labels,
+        ca_bundle_path=ca_path,
+        secret_paths=credential_paths(credentials_path),
+    )
+
+
+# --------------------------------------------------------------------------
+# Building
+
+
+@dataclass
+class BuildStep:
+    number: int
+    total: int
+    instruction: str
+    cached: bool = False
+    output: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    steps: list[BuildStep]
+    plan: ImagePlan
+    context: BuildContext
+
+    @property
+    def cached_steps(self) -> list[BuildStep]:
+        return [s for s in self.steps if s.cached]
+
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_BUILT = re.compile(r"^Successfully built ([0-9a-f]+)$")
+
+
+class BuildDisplay:
+    """Build progress on stderr: a tqdm bar on a terminal, one line per step
+    otherwise ("steps"), or nothing ("quiet")."""
+
+    def __init__(self, mode: str = "auto", stream=None):
+        self.stream = stream or sys.stderr
+        if mode == "auto":
+            mode = "bar" if getattr(self.stream, "isatty", lambda: False)() else "steps"
+        if mode not in ("bar", "steps", "quiet"):
+            raise ValueError(f"unknown progress mode {mode!r}")
+        self.mode = mode
+        self._bar = None
+
+    def step(self, step: BuildStep) -> None:
+        if self.mode == "steps":
+            print(f"[build] step {step.number}/{step.total}: {step.instruction[:100]}", file=self.stream, flush=True)
+        elif self.mode == "bar":
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=step.total, file=self.stream, unit="step", leave=False, dynamic_ncols=True)
+            self._bar.n = step.number - 1
+            self._bar.set_description_str(step.instruction[:40])
+
+    def line(self, step: BuildStep | None, text: str) -> None:
+        if self.mode == "bar" and self._bar is not None and text.strip():
+            self._bar.set_postfix_str(text.strip()[:50], refresh=True)
+
+    def cached(self, step: BuildStep) -> None:
+        if self.mode == "steps":
+            print(f"[build]   using cache", file=self.stream, flush=True)
+
+    def close(self, ok: bool) -> None:
+        if self._bar is not None:
+            if ok:
+                self._bar.n = self._bar.total
+                self._bar.refresh()
+            self._bar.close()
+            self._bar = None
+
+
+def _stream_build(api, result_steps: list[BuildStep], chunks, display: BuildDisplay) -> str:
+    image_id = None
+    current: BuildStep | None = None
+    pending = ""
+
+    def handle(line: str) -> None:
+        nonlocal current, image_id
+        m = _STEP.match(line)
+        if m:
+            current = BuildStep(int(m.group(1)), int(m.group(2)), m.group(3))
+            result_steps.append(current)
+            display.step(current)
+            return
+        stripped = line.strip()
+        if current is not None and stripped == "---> Using cache":
+            current.cached = True
+            display.cached(current)
+            return
+        if stripped.startswith("---> ") or stripped.startswith("Removing intermediate container"):
+            return
+        m = _BUILT.match(stripped)
+        if m and image_id is None:
+            image_id = m.group(1)
+            return
+        if current is not None:
+            current.output.append(line)
+        display.line(current, line)
+
+    for chunk in chunks:
+        if "error" in chunk:
+            if pending:
+                handle(pending)
+            detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+            raise _BuildFailed(detail.strip(), current)
+        if "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
+            image_id = chunk["aux"]["ID"]
+        text = chunk.get("stream")
+        if text is None and chunk.get("status"):
+            text = chunk["status"] + ("\n" if not chunk["status"].endswith("\n") else "")
+        if text:
+            pending += text
+            *lines, pending = re.split(r"\r?\n", pending)
+            for line in lines:
+                handle(line)
+    if pending:
+        handle(pending)
+    if image_id is None:
+        raise _BuildFailed("the engine reported no image id", current)
+    return image_id
+
+
+class _BuildFailed(Exception):
+    def __init__(self, message: str, step: BuildStep | None):
+        super().__init__(message)
+        self.step = step
+
+
+def build_image_detailed(
+    project_dir: str,
+    target: Any = None,
+    *,
+    gpu: bool,
+    extras: Iterable[str] = (),
+    dirs: Iterable[str] = (),
+    no_cache: bool = False,
+    config: CalibanConfig | None = None,
+    credentials_path: str | None = None,
+    progress: str | BuildDisplay = "auto",
+    user: tuple[int, int] | None = None,
+    jupyter: str | None = None,
+    labels: dict[str, str] | None = None,
+    client=None,
+) -> BuildResult:
+    """Build the image and report per-step details (cache hits, output)."""
+    plan = plan_image(
+        project_dir,
+        target,
+        gpu=gpu,
+        extras=extras,
+        dirs=dirs,
+        config=config,
+        credentials_path=credentials_path,
+        user=user,
+        jupyter=jupyter,
+        labels=labels,
+    )
+    context = make_build_context(
+        plan.project_dir,
+        plan.dockerfile,
+        plan.include,
+        ca_bundle_path=plan.ca_bundle_path,
+        secret_paths=plan.secret_paths,
+    )
+    display = progress if isinstance(progress, BuildDisplay) else BuildDisplay(progress)
+    for rel in context.excluded_secrets:
+        print(f"caliban: left credentials file {rel} out of the image", file=display.stream)
+    client = client or connect()
+    api = client.api
+    steps: list[BuildStep] = []
+    ok = False
+    try:
+        chunks = api.build(
+            fileobj=context.fileobj,
+            custom_context=True,
+            dockerfile="Dockerfile",
+            rm=True,
+            forcerm=True,
+            nocache=no_cache,
+            pull=False,
+            labels=plan.labels,
+            decode=True,
+        )
+        image_id = _stream_build(api, steps, chunks, display)
+        ok = True
+    except _BuildFailed as failure:
+        display.close(False)
+        raise _build_error(failure, plan, display.stream) from None
+    except Exception as exc:
+        display.close(False)
+        import docker
+
+        if isinstance(exc, (docker.errors.DockerException,)) or exc.__class__.__module__.startswith("requests"):
+            raise CalibanError(f"image build failed: {str(exc).splitlines()[0]}") from None
+        raise
+    finally:
+        context.fileobj.close()
+        if ok:
+            display.close(True)
+    full_id = api.inspect_image(image_id)["Id"]
+    return BuildResult(image_id=full_id, steps=steps, plan=plan, context=context)
+
+
+def _build_error(failure: _BuildFailed, plan: ImagePlan, stream) -> CalibanError:
+    step = failure.step
+    message = str(failure)
+    if step is None:
+        return CalibanError(f"image build failed: {message}")
+    if step.number == 1 or step.instruction.startswith("FROM"):
+        return CalibanError(
+            f"image build failed: base image {plan.spec.base_image!r} is not available "
+            f"({message}); set base_image in .calibanconfig.json or ${'CALIBAN_BASE_IMAGE'}"
+        )
+    tail = [line for line in step.output if line.strip()][-40:]
+    if tail:
+        print(f"--- output of build step {step.number}/{step.total} ({step.instruction[:80]}) ---", file=stream)
+        for line in tail:
+            print(line, file=stream)
+        print("---", file=stream, flush=True)
+    return CalibanError(f"image build failed at step {step.number}/{step.total} `{step.instruction[:120]}`: {message}")
+
+
+def build_image(
+    project_dir: str,
+    target: Any = None,
+    *,
+    gpu: bool,
+    extras: Iterable[str] = (),
+    dirs: Iterable[str] = (),
+    no_cache: bool = False,
+    config: CalibanConfig | None = None,
+    credentials_path: str | None = None,
+    progress: str | BuildDisplay = "auto",
+    user: tuple[int, int] | None = None,
+    jupyter: str | None = None,
+    labels: dict[str, str] | None = None,
+    client=None,
+) -> str:
+    """Build the Caliban image for `target` in `project_dir`; return its id
+    ("sha256:..."). `target` is a caliban.targets.Target (None: no code, no
+    entrypoint, as for shell/notebook). `progress`: "auto", "bar", "steps"
+    or "quiet". Raises CalibanError (engine unreachable, failed step) or
+    UsageError (bad config, missing dirs)."""
+    return build_image_detailed(
+        project_dir,
+        target,
+        gpu=gpu,
+        extras=extras,
+        dirs=dirs,
+        no_cache=no_cache,
+        config=config,
+        credentials_path=credentials_path,
+        progress=progress,
+        user=user,
+        jupyter=jupyter,
+        labels=labels,
+        client=client,
+    ).image_id
