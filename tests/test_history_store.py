@@ -221,3 +221,54 @@ def test_every_mapped_status_is_known_and_docker_mapping():
     # Every documented state appears in the module's table text.
     for name in list(states.VERTEX_STATES) + list(states.ML_V1_STATES):
         assert name in states.__doc__
+
+
+def test_real_migration_1_to_2_marks_old_pending_rows_maybe_sent(tmp_path):
+    path = tmp_path / "h.db"
+    with history.Store(path, migrations=history.MIGRATIONS[:1]) as s:
+        assert s.schema_version() == 1
+        e = s.add_experiment(s.create_group("g").id, [])
+        conn = s._conn
+        now = 1.0
+        conn.execute(
+            "INSERT INTO job (experiment_id, backend, status, user, created, updated)"
+            " VALUES (?, 'vertex', 'PENDING', 'u', ?, ?)", (e, now, now))
+        conn.execute(
+            "INSERT INTO job (experiment_id, backend, status, user, created, updated)"
+            " VALUES (?, 'vertex', 'SUBMITTED', 'u', ?, ?)", (e, now, now))
+    with history.Store(path) as s:
+        assert s.schema_version() == history.SCHEMA_VERSION >= 2
+        pending, submitted = s.jobs()
+        assert pending.maybe_sent and pending.sent == 1.0
+        assert submitted.sent is None and not submitted.maybe_sent
+
+
+def test_add_jobs_writes_a_whole_sweep_then_sending_marks_maybe_sent(store):
+    g = store.create_group("sweep")
+    image = store.record_image(docker_id="sha256:1", build_args={"target": "t.py"})
+    new = [
+        history.NewJob(args=["--i", str(i)], flags={"i": i}, request={"n": i},
+                       caliban_key=f"k-{i}", name=f"job_{i}")
+        for i in range(100)
+    ]
+    ids = store.add_jobs(g.id, new, backend="vertex", image_id=image, project="p",
+                         region="us-central1", api_endpoint="http://x")
+    jobs = store.jobs(group="sweep")
+    assert [j.id for j in jobs] == ids and len(ids) == 100
+    assert all(j.status == states.PENDING and not j.maybe_sent for j in jobs)
+    assert store.experiment(jobs[5].experiment_id).flags == {"i": 5}
+    assert jobs[5].request == {"n": 5} and jobs[5].region == "us-central1"
+    store.mark_sending(ids[0])
+    assert store.job(ids[0]).maybe_sent
+    store.update_request(ids[1], {"n": "new"})
+    assert store.job(ids[1]).request == {"n": "new"}
+
+
+def test_add_jobs_is_all_or_nothing(store):
+    g = store.create_group("sweep")
+    store.add_job(store.add_experiment(g.id, []), backend="vertex", caliban_key="dup")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add_jobs(g.id, [history.NewJob(args=[], caliban_key="a"),
+                              history.NewJob(args=[], caliban_key="dup")], backend="vertex")
+    assert len(store.jobs(group="sweep")) == 1
+    assert len(store.experiments(g.id)) == 1

@@ -22,6 +22,14 @@ def age(stamp: float, now: float | None = None) -> str:
     return f"{seconds}s"
 
 
+def status_cell(job) -> str:
+    if job.status == "PENDING":
+        return "PENDING (maybe sent)" if job.maybe_sent else "PENDING (not sent)"
+    if job.exit_code not in (None, 0):
+        return f"{job.status} ({job.exit_code})"
+    return job.status
+
+
 def collect(store, backends, xgroup: str | None, max_jobs: int, user: str) -> dict:
     """The groups to show, each with its latest jobs (refreshed), newest experiments last."""
     from caliban.history import remote
@@ -89,7 +97,7 @@ def as_text(data: dict, now: float | None = None) -> str:
             (
                 str(e.id),
                 str(j.id),
-                j.status + (f" ({j.exit_code})" if j.exit_code not in (None, 0) else ""),
+                status_cell(j),
                 age(j.created, now),
                 j.backend,
                 j.remote_id or "-",
@@ -103,6 +111,12 @@ def as_text(data: dict, now: float | None = None) -> str:
             lines.append("  " + "  ".join(cells).rstrip())
         if not rows:
             lines.append("  (no jobs)")
+        pending = sum(1 for _, j in g["rows"] if j.status == "PENDING")
+        if pending:
+            lines.append(
+                f"  {pending} job(s) PENDING: the sweep was interrupted; "
+                f"`caliban resubmit --xgroup {group.name}` finishes it without duplicates"
+            )
         if g["not_shown"]:
             lines.append(f"  ... {g['not_shown']} older experiment(s) not shown (--max_jobs)")
         for e, j in g["rows"]:

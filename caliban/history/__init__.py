@@ -106,6 +106,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX job_caliban_key ON job(caliban_key) WHERE caliban_key IS NOT NULL;
     CREATE INDEX experiment_group_id ON experiment(group_id);
     """,
+    # 2: when the create request of a PENDING job was (about to be) sent, so
+    # "maybe sent" (look it up by label) and "never sent" can be told apart.
+    """
+    ALTER TABLE job ADD COLUMN sent REAL;
+    UPDATE job SET sent = updated WHERE status = 'PENDING';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -252,6 +258,12 @@ class Job:
     updated: float
     submitted: float | None
     finished: float | None
+    sent: float | None = None
+
+    @property
+    def maybe_sent(self) -> bool:
+        """PENDING, and its create request may have reached the backend."""
+        return self.status == PENDING and self.sent is not None
 
     @property
     def terminal(self) -> bool:
@@ -263,9 +275,20 @@ class Job:
 
     def as_json(self) -> dict:
         data = dataclasses.asdict(self)
-        for key in ("created", "updated", "submitted", "finished"):
+        for key in ("created", "updated", "submitted", "finished", "sent"):
             data[key] = iso_time(data[key])
         return data
+
+
+@dataclasses.dataclass(frozen=True)
+class NewJob:
+    """One job of a sweep for `Store.add_jobs`."""
+
+    args: Sequence[str]
+    flags: dict | None = None
+    request: dict | None = None
+    caliban_key: str | None = None
+    name: str | None = None
 
 
 def iso_time(stamp: float | None) -> str | None:
@@ -516,6 +539,77 @@ class Store:
         )
         return cursor.lastrowid
 
+    def add_jobs(
+        self,
+        group_id: int,
+        jobs: Sequence["NewJob"],
+        *,
+        backend: str,
+        image_id: int | None = None,
+        project: str | None = None,
+        region: str | None = None,
+        api_endpoint: str | None = None,
+        user: str | None = None,
+    ) -> list[int]:
+        """A whole sweep in ONE transaction: an experiment and a PENDING job each.
+
+        Call it before sending anything, so a sweep interrupted at any point
+        leaves a row for every job; then `mark_sending` right before each
+        create request and `mark_submitted` / `mark_failed` after it.
+        Returns the job ids, in the order of `jobs`.
+        """
+        if backend not in states.BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}")
+        user = user or current_user()
+        now = _now()
+        conn = self._conn
+        ids = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for job in jobs:
+                experiment_id = conn.execute(
+                    "INSERT INTO experiment (group_id, image_id, args, flags, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (group_id, image_id, json.dumps(list(job.args)), _dumps(job.flags or {}), now),
+                ).lastrowid
+                ids.append(
+                    conn.execute(
+                        "INSERT INTO job (experiment_id, backend, status, user, name, caliban_key,"
+                        " project, region, api_endpoint, request, created, updated)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            experiment_id,
+                            backend,
+                            PENDING,
+                            user,
+                            job.name,
+                            job.caliban_key,
+                            project,
+                            region,
+                            api_endpoint,
+                            _dumps(job.request) if job.request is not None else None,
+                            now,
+                            now,
+                        ),
+                    ).lastrowid
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ids
+
+    def mark_sending(self, job_id: int) -> None:
+        """Right before the create request goes out: from now on the job is "maybe sent"."""
+        now = _now()
+        self._write("UPDATE job SET sent = ?, updated = ? WHERE id = ?", (now, now, job_id))
+
+    def update_request(self, job_id: int, request: dict) -> None:
+        """The body actually about to be sent, when it changed since `add_job` (resubmit)."""
+        self._write(
+            "UPDATE job SET request = ?, updated = ? WHERE id = ?", (_dumps(request), _now(), job_id)
+        )
+
     def mark_submitted(self, job_id: int, remote_id: str, *, status: str = SUBMITTED) -> None:
         """The backend accepted the job: `remote_id` is the Vertex resource name
         (`projects/.../customJobs/123`), the ml v1 job id, or the container id."""
@@ -631,6 +725,7 @@ __all__ = [
     "Image",
     "Job",
     "MIGRATIONS",
+    "NewJob",
     "SCHEMA_VERSION",
     "Store",
     "current_user",
