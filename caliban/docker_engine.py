@@ -315,8 +315,13 @@ class BuildDisplay:
             self._bar.set_postfix_str(text.strip()[:50], refresh=True)
 
     def cached(self, step: BuildStep) -> None:
-        if self.mode == "steps":
-            print(f"[build]   using cache", file=self.stream, flush=True)
+        pass
+
+    def summary(self, steps: list[BuildStep], image_id: str) -> None:
+        if self.mode != "quiet":
+            cached = sum(1 for s in steps if s.cached)
+            short = image_id.split(":")[-1][:12]
+            print(f"[build] built {short} ({cached}/{len(steps)} steps from cache)", file=self.stream, flush=True)
 
     def close(self, ok: bool) -> None:
         if self._bar is not None:
@@ -456,6 +461,7 @@ def build_image_detailed(
         if ok:
             display.close(True)
     full_id = api.inspect_image(image_id)["Id"]
+    display.summary(steps, full_id)
     return BuildResult(image_id=full_id, steps=steps, plan=plan, context=context)
 
 

@@ -1,0 +1,57 @@
+"""Helpers shared by the local Docker commands (build, run, shell, notebook)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+
+from caliban.dockerfile import APP_DIR
+
+
+def build_for(args, target, *, gpu: bool, jupyter: str | None = None, client=None) -> str:
+    """Build the image these flags describe; progress on stderr."""
+    from caliban.docker_engine import build_image
+
+    return build_image(
+        os.getcwd(),
+        target,
+        gpu=gpu,
+        extras=getattr(args, "extras", None) or [],
+        dirs=getattr(args, "dir", None) or [],
+        no_cache=bool(getattr(args, "no_cache", False)),
+        credentials_path=getattr(args, "cloud_key", None),
+        jupyter=jupyter,
+        client=client,
+    )
+
+
+def user_spec() -> str:
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def workspace_mounts(bare: bool):
+    """The current directory at the image's working dir, and $HOME at its own
+    path unless --bare (the original's shell/notebook behaviour)."""
+    from caliban.docker_run import Mount
+
+    mounts = [Mount(os.getcwd(), APP_DIR)]
+    env: dict[str, str] = {}
+    home = os.path.expanduser("~")
+    if not bare and os.path.isdir(home) and os.path.abspath(home) != os.path.abspath(os.getcwd()):
+        mounts.append(Mount(home, home))
+        env["HOME"] = home
+    return mounts, env
+
+
+def print_dry_run(args, image: str, entries: list[dict], note: str | None = None) -> None:
+    """entries: {"job": n, "args": [...], "command": [...]}"""
+    if getattr(args, "format", "text") == "json":
+        json.dump({"image": image, "jobs": entries}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if note:
+        print(note, file=sys.stderr)
+    for entry in entries:
+        print(shlex.join(entry["command"]))

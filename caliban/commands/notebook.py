@@ -1,0 +1,69 @@
+"""`caliban notebook`: Jupyter Notebook (or JupyterLab with --lab) in the
+project's image, served on --port (default: the first free port from 8888)."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+
+from caliban.errors import CalibanError
+
+FIRST_PORT = 8888
+
+
+def first_free_port(start: int = FIRST_PORT, tries: int = 100) -> int:
+    for port in range(start, start + tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise CalibanError(f"no free port in {start}-{start + tries - 1}; pass --port")
+
+
+def jupyter_requirement(lab: bool, version: str | None) -> str:
+    package = "jupyterlab" if lab else "notebook"
+    if not version:
+        return package
+    return package + (version if version[0] in "=<>!~" else f"=={version}")
+
+
+def main(args: argparse.Namespace) -> int:
+    import os
+
+    from caliban.commands._local import build_for, print_dry_run, user_spec, workspace_mounts
+    from caliban.dockerfile import APP_DIR
+    from caliban.docker_run import ContainerSpec, credential_mounts, run_container
+
+    gpu = not args.nogpu
+    lab = bool(getattr(args, "lab", False))
+    port = getattr(args, "port", None) or first_free_port()
+    mounts, env = workspace_mounts(bool(getattr(args, "bare", False)))
+    cred_mounts, cred_env = credential_mounts(getattr(args, "cloud_key", None))
+    env.update(cred_env)
+    command = ["jupyter", "lab" if lab else "notebook", "--ip=0.0.0.0", f"--port={port}", "--no-browser"]
+    if os.getuid() == 0:
+        command.append("--allow-root")
+
+    def spec(image: str) -> ContainerSpec:
+        return ContainerSpec(image=image, entrypoint=command, env=env, mounts=mounts + cred_mounts,
+                             user=user_spec(), workdir=APP_DIR, gpu=gpu, ports={port: port},
+                             labels={"caliban.notebook": "1"})
+
+    if getattr(args, "dry_run", False):
+        image = getattr(args, "image_id", None) or "<image built from the current directory>"
+        print_dry_run(args, image, [{"job": 1, "args": [], "command": spec(image).docker_command()}])
+        return 0
+
+    from caliban.docker_engine import check_gpu_support, connect
+
+    client = connect()
+    if gpu:
+        check_gpu_support(client)
+    requirement = jupyter_requirement(lab, getattr(args, "jupyter_version", None))
+    image = getattr(args, "image_id", None) or build_for(args, None, gpu=gpu, jupyter=requirement, client=client)
+    print(f"caliban notebook: serving on http://localhost:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    code, _ = run_container(client, spec(image))
+    return code

@@ -1,0 +1,78 @@
+"""`caliban run`: build once, then run every experiment in its own container."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from caliban.errors import UsageError
+
+
+def job_args_list(args: argparse.Namespace) -> tuple[int, object]:
+    """(number of jobs, lazy iterator of each job's argv)."""
+    base = list(getattr(args, "script_args", None) or [])
+    if not getattr(args, "experiment_config", None):
+        return 1, iter([base])
+    from caliban.experiments import count_experiments, expand_experiments, experiment_to_args, load_experiment_config
+
+    config = load_experiment_config(args.experiment_config)
+    total = count_experiments(config)
+    return total, ((experiment_to_args(exp, base), exp) for exp in expand_experiments(config))
+
+
+def main(args: argparse.Namespace, hooks=None) -> int:
+    """`hooks`: a caliban.docker_run.JobHooks called at every job's start and end."""
+    from caliban.commands._local import build_for, print_dry_run
+    from caliban.docker_run import (
+        ContainerSpec,
+        Job,
+        credential_mounts,
+        parse_docker_run_args,
+        run_jobs,
+        summary_lines,
+    )
+    from caliban.targets import classify_target
+
+    cwd = os.getcwd()
+    target = classify_target(args.module, cwd)
+    gpu = not args.nogpu
+    options = parse_docker_run_args(getattr(args, "docker_run_args", "") or "")
+    mounts, env = credential_mounts(getattr(args, "cloud_key", None))
+    total, pieces = job_args_list(args)
+    if total == 0:
+        raise UsageError(f"experiment config {args.experiment_config!r} expands to zero experiments")
+    xgroup = getattr(args, "xgroup", None)
+
+    def jobs():
+        for index, piece in enumerate(pieces, start=1):
+            job_args, experiment = piece if isinstance(piece, tuple) else (piece, None)
+            yield Job(index=index, total=total, args=list(job_args), experiment=experiment)
+
+    def make_spec(image: str, job: Job) -> ContainerSpec:
+        labels = {"caliban.target": target.name}
+        if xgroup:
+            labels["caliban.xgroup"] = xgroup
+        return ContainerSpec(image=image, args=job.args, env=dict(env), mounts=list(mounts), labels=labels,
+                             gpu=gpu, extra=options)
+
+    if args.dry_run:
+        image = args.image_id or "<image built from " + cwd + ">"
+        entries = []
+        for job in jobs():
+            spec = make_spec(image, job)
+            entries.append({"job": job.index, "args": job.args, "command": spec.docker_command()})
+        note = None if args.image_id else f"# would build an image for {target.name} from {cwd}, then run {total} job(s):"
+        print_dry_run(args, image, entries, note)
+        return 0
+
+    from caliban.docker_engine import check_gpu_support, connect
+
+    client = connect()
+    if gpu:
+        check_gpu_support(client)
+    image = args.image_id or build_for(args, target, gpu=gpu, client=client)
+    result = run_jobs(client, jobs(), lambda job: make_spec(image, job), hooks=hooks)
+    for line in summary_lines(result):
+        print(line, file=sys.stderr)
+    return 1 if result.failed else 0
