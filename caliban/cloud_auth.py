@@ -34,13 +34,37 @@ def load_credentials(cloud_key: str | None = None):
         if not os.path.isfile(path):
             raise CalibanError(f"--cloud_key {cloud_key}: no such file; {LOGIN_HINT}")
         try:
-            return google.auth.load_credentials_from_file(path, scopes=[CLOUD_PLATFORM_SCOPE])
-        except (auth_exceptions.DefaultCredentialsError, ValueError) as e:
+            return _from_file(path)
+        except (auth_exceptions.DefaultCredentialsError, ValueError, KeyError) as e:
             raise CalibanError(f"--cloud_key {cloud_key}: not a usable credentials file ({_one_line(e)})") from None
     try:
         return google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
     except auth_exceptions.DefaultCredentialsError:
         raise CalibanError(f"No Google Cloud credentials found: {LOGIN_HINT}.") from None
+
+
+def _from_file(path: str):
+    """Load a key file with the loader for its declared type (never a generic loader)."""
+    import json
+
+    from google.auth import exceptions as auth_exceptions
+
+    with open(path, encoding="utf-8") as f:
+        info = json.load(f)
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "service_account":
+        from google.oauth2 import service_account
+
+        credentials = service_account.Credentials.from_service_account_info(info, scopes=[CLOUD_PLATFORM_SCOPE])
+        return credentials, info.get("project_id")
+    if kind == "authorized_user":
+        from google.oauth2 import credentials as user_credentials
+
+        credentials = user_credentials.Credentials.from_authorized_user_info(info, scopes=[CLOUD_PLATFORM_SCOPE])
+        return credentials, info.get("quota_project_id")
+    raise auth_exceptions.DefaultCredentialsError(
+        f"type {kind!r} is not supported; use a service-account key or `gcloud auth application-default login`"
+    )
 
 
 def access_token(credentials) -> str:

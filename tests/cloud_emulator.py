@@ -65,7 +65,7 @@ def _b64url_decode(part: str) -> bytes:
 class ApiError(Exception):
     """An answer in Google's JSON error format."""
 
-    STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
+    STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS",
               429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE", 412: "FAILED_PRECONDITION"}
 
     def __init__(self, code: int, message: str, status: str | None = None):
@@ -103,6 +103,7 @@ class CloudEmulator:
         self.gpu_quota = dict(gpu_quota or {})
         self.fault_rates = dict(fault_rates or {})
         self.project_number = project_number
+        self.projects: set[str] = set()  # project ids the API knows; keys written here add theirs
         self._clock = clock
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -162,6 +163,7 @@ class CloudEmulator:
         email = f"caliban-test@{project_id}.iam.gserviceaccount.com"
         with self._lock:
             self._keys[key_id] = (email, key.public_key())
+            self.projects.add(project_id)
         info = {
             "type": "service_account",
             "project_id": project_id,
@@ -280,14 +282,15 @@ class CloudEmulator:
             self.token_grants += 1
         return {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
 
-    def _take_fault(self, api: str) -> str | None:
+    def _take_fault(self, api: str, kinds: tuple[str, ...]) -> str | None:
+        """The next queued (or random) fault of `kinds` for `api`, consumed."""
         with self._lock:
             for i, (kind, for_api) in enumerate(self._faults):
-                if for_api in (None, api):
+                if kind in kinds and for_api in (None, api):
                     del self._faults[i]
                     return kind
             for kind, rate in self.fault_rates.items():
-                if self._rng.random() < rate:
+                if kind in kinds and self._rng.random() < rate:
                     return kind
         return None
 
@@ -349,9 +352,15 @@ class CloudEmulator:
         if not (m_vc or m_vj or m_mc or m_mj):
             raise ApiError(404, f"The requested URL {path} was not found on this server.", "NOT_FOUND")
         self._check_token(auth)
+        project = (m_vc or m_vj or m_mc or m_mj).group(1)
+        with self._lock:
+            known = project in self.projects or project == self.project_number
+        if not known:
+            raise ApiError(403, f"Permission denied on resource project {project} (or it may not exist).",
+                           "PERMISSION_DENIED")
         if method == "POST" and (m_vc or m_mc):
             api = "vertex" if m_vc else "ml_v1"
-            fault = self._take_fault(api)
+            fault = self._take_fault(api, (RATE_LIMIT, RESOURCE_QUOTA, UNAVAILABLE))
             if fault == RATE_LIMIT:
                 raise ApiError(429, "Quota exceeded for quota metric 'Resource management (CRUD) requests' and "
                                     "limit 'Resource management (CRUD) requests per minute per region'.")
@@ -370,6 +379,8 @@ class CloudEmulator:
                 created = self._create_vertex(m_vc.group(1), m_vc.group(2), payload)
             else:
                 created = self._create_ml(m_mc.group(1), payload)
+            # Faults after a create apply only to creates that happened.
+            fault = self._take_fault(api, (DROP_AFTER_CREATE, ERROR_AFTER_CREATE))
             if fault == DROP_AFTER_CREATE:
                 return "drop"
             if fault == ERROR_AFTER_CREATE:

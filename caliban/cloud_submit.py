@@ -1,0 +1,430 @@
+"""Send a sweep of job create requests: fast up to the quota, every job exactly once.
+
+- A client-side rate limiter spaces creates evenly at `rate_limit` per minute
+  (default 60, the documented per-region quota), shared by the worker threads.
+- 429 rate-limit answers, 5xx answers and dropped connections are retried
+  with truncated exponential backoff and jitter.
+- A 429 saying a resource quota is exhausted ("The following quota metrics
+  exceed quota limits: ...gpus") is not retried: the sweep stops, and the
+  result names the quota and the jobs not submitted.
+- No duplicates: when a create's answer is lost (dropped connection, 5xx),
+  the job may exist. Before sending it again the engine lists jobs by the
+  job's unique `caliban_key` label and adopts the one it finds. For ml v1 the
+  job id is ours, so a 409 ALREADY_EXISTS on a retry means "adopt".
+- Bodies are checked against the shipped discovery schemas before the first
+  create, so a malformed sweep submits nothing.
+
+Clock, sleep and randomness are injectable so the retry paths test quickly.
+Callbacks run on the calling thread: `on_before_send(job)` before a job is
+handed to a worker, `on_result(job, outcome)` when its outcome is known.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import random
+import sys
+import threading
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from caliban import cloud_client as cc
+from caliban.errors import UsageError
+
+SUBMITTED = "submitted"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+CALIBAN_KEY = "caliban_key"
+QUOTAS_CONSOLE = "https://console.cloud.google.com/iam-admin/quotas?project={project}"
+
+
+@dataclasses.dataclass
+class SubmitJob:
+    """One create request. `payload` is the caller's own object, passed back untouched."""
+
+    key: str  # the job's unique caliban_key label value
+    body: dict  # the exact create request body
+    display_name: str
+    index: int | None = None
+    payload: Any = None
+
+
+@dataclasses.dataclass
+class Outcome:
+    status: str  # SUBMITTED | FAILED | SKIPPED
+    job: dict | None = None  # the API's job resource, when submitted
+    remote_id: str | None = None  # Vertex resource name / ml v1 jobId
+    adopted: bool = False  # found by label after an unanswered create
+    attempts: int = 0  # create requests sent
+    error: str | None = None
+    console_url: str | None = None
+    logs_command: str | None = None
+
+
+@dataclasses.dataclass
+class SubmitResult:
+    outcomes: list[tuple[SubmitJob, Outcome]]
+    quota_metric: str | None = None  # set when a resource quota stopped the sweep
+    stop_reason: str | None = None
+    resume_hint: str | None = None
+
+    def _with(self, status: str) -> list[tuple[SubmitJob, Outcome]]:
+        return [(j, o) for j, o in self.outcomes if o.status == status]
+
+    @property
+    def submitted(self):
+        return self._with(SUBMITTED)
+
+    @property
+    def failed(self):
+        return self._with(FAILED)
+
+    @property
+    def skipped(self):
+        return self._with(SKIPPED)
+
+    @property
+    def not_submitted(self) -> list[SubmitJob]:
+        return [j for j, o in self.outcomes if o.status != SUBMITTED]
+
+    @property
+    def ok(self) -> bool:
+        return all(o.status == SUBMITTED for _, o in self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Truncated exponential backoff: delay n is in [d/2, d], d = min(maximum, initial * 2**(n-1))."""
+
+    initial: float = 1.0
+    multiplier: float = 2.0
+    maximum: float = 32.0
+    max_attempts: int = 10  # create requests per job, at most
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        ceiling = min(self.maximum, self.initial * self.multiplier ** max(0, retry - 1))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class RateLimiter:
+    """At most `per_minute` acquisitions per minute, spaced evenly; thread-safe.
+
+    Even spacing (rather than a burst then a wait) keeps every 60 s window at
+    or under the quota however the server aligns its window.
+    """
+
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if per_minute <= 0:
+            raise ValueError("per_minute must be positive")
+        self.interval = 60.0 / per_minute
+        self._clock = clock
+        self._sleep = sleep
+        self._next: float | None = None
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for the next slot; returns the time of the slot."""
+        with self._lock:
+            now = self._clock()
+            slot = now if self._next is None else max(now, self._next)
+            self._next = slot + self.interval
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+        return slot
+
+
+class SubmitReporter:
+    """What the engine tells the user. The default says nothing."""
+
+    def start(self, total: int) -> None: ...
+
+    def job_done(self, job: SubmitJob, outcome: Outcome) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def finish(self, result: SubmitResult) -> None: ...
+
+
+class ConsoleReporter(SubmitReporter):
+    """A tqdm bar on stderr, a few lines per job and a closing summary."""
+
+    def __init__(self, stream=None, progress: bool = True):
+        self.stream = stream or sys.stderr
+        self.progress = progress
+        self._bar = None
+
+    def _write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream)
+
+    def start(self, total: int) -> None:
+        if self.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, file=self.stream, unit="job", desc="Submitting", leave=False)
+
+    def job_done(self, job: SubmitJob, outcome: Outcome) -> None:
+        if outcome.status == SUBMITTED:
+            how = " (found after an unanswered request)" if outcome.adopted else ""
+            self._write(f"Submitted {job.display_name}{how}: {outcome.remote_id}\n"
+                        f"  console: {outcome.console_url}\n"
+                        f"  logs:    {outcome.logs_command}")
+        elif outcome.status == FAILED:
+            self._write(f"Failed {job.display_name}: {outcome.error}")
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def note(self, text: str) -> None:
+        self._write(text)
+
+    def finish(self, result: SubmitResult) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        print(summary_text(result), file=self.stream)
+
+
+def summary_text(result: SubmitResult) -> str:
+    total = len(result.outcomes)
+    submitted, failed, skipped = result.submitted, result.failed, result.skipped
+    adopted = sum(1 for _, o in submitted if o.adopted)
+    line = f"Submitted {len(submitted)} of {total} job{'s' if total != 1 else ''}"
+    if adopted:
+        line += f" ({adopted} found by label after an unanswered request)"
+    lines = [f"{line}; {len(failed)} failed; {len(skipped)} skipped."]
+    if result.stop_reason:
+        lines.append(f"Stopped: {result.stop_reason}")
+    missing = result.not_submitted
+    if missing:
+        names = ", ".join(j.display_name for j in missing[:20])
+        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        lines.append(f"Not submitted ({len(missing)}): {names}{more}")
+        if result.resume_hint:
+            lines.append(result.resume_hint)
+    return "\n".join(lines)
+
+
+class _Stop:
+    """The first reason to stop the sweep; later jobs are skipped."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reason: str | None = None
+        self.quota_metric: str | None = None
+
+    def set(self, reason: str, quota_metric: str | None = None) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason, self.quota_metric = reason, quota_metric
+
+    def is_set(self) -> bool:
+        return self.reason is not None
+
+
+def check_bodies(backend: str, jobs: Sequence[SubmitJob]) -> None:
+    """Reject the sweep (UsageError, nothing sent) if any body is malformed or keys repeat."""
+    from caliban.cloud_schema import job_body_errors
+
+    seen: dict[str, str] = {}
+    for job in jobs:
+        errors = job_body_errors(backend, job.body)
+        if errors:
+            more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+            raise UsageError(f"job {job.display_name}: invalid request: {errors[0]}{more}; nothing was submitted")
+        if not job.key:
+            raise UsageError(f"job {job.display_name}: no {CALIBAN_KEY} label; nothing was submitted")
+        if job.key in seen:
+            raise UsageError(f"jobs {seen[job.key]} and {job.display_name} share {CALIBAN_KEY}={job.key}; "
+                             "nothing was submitted")
+        seen[job.key] = job.display_name
+
+
+class Submitter:
+    """Submits sweeps through one CloudClient (one backend, project, region)."""
+
+    def __init__(
+        self,
+        client: "cc.CloudClient",
+        *,
+        rate_limit: float = 60,
+        workers: int = 8,
+        retry: RetryPolicy = RetryPolicy(),
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        reporter: SubmitReporter | None = None,
+        label_key: str = CALIBAN_KEY,
+    ):
+        self.client = client
+        self.backend = client.backend
+        self.limiter = RateLimiter(rate_limit, clock, sleep)
+        self.workers = max(1, workers)
+        self.retry = retry
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.reporter = reporter or SubmitReporter()
+        self.label_key = label_key
+
+    def submit(
+        self,
+        jobs: Iterable[SubmitJob],
+        *,
+        on_before_send: Callable[[SubmitJob], None] | None = None,
+        on_result: Callable[[SubmitJob, Outcome], None] | None = None,
+        check_existing: bool = False,
+        resume_hint: str | None = None,
+    ) -> SubmitResult:
+        """Create every job; returns per-job outcomes in the order given.
+
+        `check_existing`: look each job up by label before its first create
+        (for resubmitting jobs that may have been sent already).
+        """
+        jobs = list(jobs)
+        check_bodies(self.backend, jobs)
+        stop = _Stop()
+        outcomes: dict[int, Outcome] = {}
+        self.reporter.start(len(jobs))
+
+        def finish(i: int, outcome: Outcome) -> None:
+            outcomes[i] = outcome
+            if on_result is not None:
+                on_result(jobs[i], outcome)
+            self.reporter.job_done(jobs[i], outcome)
+
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(jobs))))
+        try:
+            futures: dict[concurrent.futures.Future, int] = {}
+            for i, job in enumerate(jobs):
+                if stop.is_set():
+                    break
+                if on_before_send is not None:
+                    on_before_send(job)
+                futures[pool.submit(self._submit_one, job, stop, check_existing)] = i
+                # Keep the queue short so a stop leaves most jobs unsent and un-noted.
+                while sum(1 for f in futures if not f.done()) >= 2 * self.workers:
+                    done, _ = concurrent.futures.wait(list(f for f in futures if not f.done()),
+                                                      return_when=concurrent.futures.FIRST_COMPLETED)
+                    for f in done:
+                        if futures[f] not in outcomes:
+                            finish(futures[f], f.result())
+            for f in concurrent.futures.as_completed(futures):
+                if futures[f] not in outcomes:
+                    finish(futures[f], f.result())
+        finally:
+            pool.shutdown(wait=True)
+        for i, job in enumerate(jobs):
+            if i not in outcomes:
+                finish(i, Outcome(SKIPPED, error=f"not sent: {stop.reason}"))
+        result = SubmitResult([(job, outcomes[i]) for i, job in enumerate(jobs)],
+                              quota_metric=stop.quota_metric, stop_reason=stop.reason)
+        if not result.ok:
+            result.resume_hint = resume_hint or self._default_resume_hint(stop)
+        self.reporter.finish(result)
+        return result
+
+    def _default_resume_hint(self, stop: _Stop) -> str:
+        if stop.quota_metric:
+            return (f"To resume: free some of quota {stop.quota_metric} (let running jobs finish, or "
+                    f"request more at {QUOTAS_CONSOLE.format(project=self.client.project_id)}), "
+                    "then submit the jobs listed above again.")
+        return "To resume: fix the problem above, then submit the jobs listed above again."
+
+    # -- one job -------------------------------------------------------------
+    def _submitted(self, job_resource: dict, attempts: int, adopted: bool) -> Outcome:
+        remote_id = job_resource["jobId"] if self.backend == cc.ML_V1 else job_resource["name"]
+        return Outcome(SUBMITTED, job=job_resource, remote_id=remote_id, adopted=adopted, attempts=attempts,
+                       console_url=self.client.console_url(job_resource),
+                       logs_command=self.client.logs_command(job_resource))
+
+    def _find_existing(self, job: SubmitJob) -> dict | None:
+        """The job carrying this job's label, if the service has one (retrying the lookup itself)."""
+        for retry in range(1, self.retry.max_attempts + 1):
+            try:
+                found = self.client.list_by_label(self.label_key, job.key)
+            except cc.TransportError:
+                pass
+            except cc.CloudApiError as e:
+                if e.kind not in (cc.RATE_LIMITED, cc.SERVER_ERROR):
+                    raise
+            else:
+                if not found:
+                    return None
+                return min(found, key=lambda j: j.get("createTime", ""))
+            self.sleep(self.retry.delay(retry, self.rng))
+        raise cc.TransportError(f"could not list jobs by {self.label_key}={job.key} to check for an earlier create")
+
+    def _submit_one(self, job: SubmitJob, stop: _Stop, check_existing: bool) -> Outcome:
+        attempts = 0
+        retries = 0
+        maybe_created = check_existing
+        last_error = ""
+        while True:
+            if maybe_created:
+                try:
+                    existing = self._find_existing(job)
+                except (cc.TransportError, cc.CloudApiError) as e:
+                    return Outcome(FAILED, attempts=attempts,
+                                   error=f"unknown whether the job was created ({e}); check with "
+                                         f"labels.{self.label_key}={job.key} before resubmitting")
+                if existing is not None:
+                    return self._submitted(existing, attempts, adopted=True)
+                maybe_created = False
+            if stop.is_set():
+                return Outcome(SKIPPED, attempts=attempts, error=f"not sent: {stop.reason}")
+            if attempts >= self.retry.max_attempts:
+                return Outcome(FAILED, attempts=attempts, error=f"gave up after {attempts} attempts: {last_error}")
+            self.limiter.acquire()
+            if stop.is_set():
+                return Outcome(SKIPPED, attempts=attempts, error=f"not sent: {stop.reason}")
+            attempts += 1
+            try:
+                return self._submitted(self.client.create(job.body), attempts, adopted=False)
+            except cc.TransportError as e:
+                last_error = str(e)
+                # ml v1 job ids are ours: a resend answers 409 if the first create happened.
+                maybe_created = self.backend == cc.VERTEX
+            except cc.CloudApiError as e:
+                last_error = e.message
+                if e.kind == cc.QUOTA_EXHAUSTED:
+                    metric = e.quota_metric or e.api_message
+                    stop.set(f"quota exhausted: {metric}", quota_metric=metric)
+                    return Outcome(FAILED, attempts=attempts, error=f"quota exhausted: {metric}")
+                if e.kind == cc.CONFLICT and self.backend == cc.ML_V1:
+                    return self._adopt_conflict(job, attempts, e)
+                if e.kind == cc.SERVER_ERROR:
+                    maybe_created = self.backend == cc.VERTEX
+                elif e.kind != cc.RATE_LIMITED:
+                    # 400/401/403/404: the same request would fail again, and so would the others.
+                    stop.set(f"{e.code} {e.status}: {e.api_message}")
+                    return Outcome(FAILED, attempts=attempts, error=f"{e.code} {e.status}: {e.api_message}")
+            retries += 1
+            self.sleep(self.retry.delay(retries, self.rng))
+
+    def _adopt_conflict(self, job: SubmitJob, attempts: int, error: "cc.CloudApiError") -> Outcome:
+        job_id = job.body.get("jobId", "")
+        try:
+            existing = self.client.get(job_id)
+        except (cc.TransportError, cc.CloudApiError) as e:
+            return Outcome(FAILED, attempts=attempts, error=f"job id {job_id} exists, and reading it failed: {e}")
+        if (existing.get("labels") or {}).get(self.label_key) == job.key:
+            return self._submitted(existing, attempts, adopted=True)
+        return Outcome(FAILED, attempts=attempts,
+                       error=f"job id {job_id} is already used by another job ({error.api_message})")
+
+
+def submit_jobs(client: "cc.CloudClient", jobs: Iterable[SubmitJob], **options) -> SubmitResult:
+    """`Submitter(client, **engine options).submit(jobs, **per-call options)` in one call."""
+    call_keys = {"on_before_send", "on_result", "check_existing", "resume_hint"}
+    call = {k: v for k, v in options.items() if k in call_keys}
+    engine = {k: v for k, v in options.items() if k not in call_keys}
+    return Submitter(client, **engine).submit(jobs, **call)

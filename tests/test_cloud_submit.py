@@ -1,0 +1,307 @@
+"""Sweeps through the emulator with the real google-auth + googleapiclient stack."""
+
+import io
+import random
+
+import pytest
+
+from caliban import cloud_auth, cloud_client, cloud_submit
+from caliban.cloud_submit import FAILED, SKIPPED, SUBMITTED, RateLimiter, RetryPolicy, Submitter
+from caliban.errors import CalibanError, UsageError
+from tests import cloud_emulator as ce
+from tests.cloud_helpers import FakeClock, client_for, sweep
+
+
+@pytest.fixture
+def emu(tmp_path):
+    with ce.CloudEmulator() as emulator:
+        emulator.key_path = emulator.write_service_account_key(tmp_path / "key.json")
+        yield emulator
+
+
+def submitter(emu, backend="vertex", clock=None, **options):
+    clock = clock or FakeClock()
+    options.setdefault("rate_limit", 6000)
+    options.setdefault("rng", random.Random(7))
+    return Submitter(client_for(emu, emu.key_path, backend), clock=clock, sleep=clock.sleep, **options)
+
+
+def assert_exactly_once(emu, jobs, result, backend):
+    counts = emu.counts_by_key(backend=backend)
+    assert {j.key: counts[j.key] for j in jobs} == {j.key: 1 for j in jobs}
+    assert sum(counts.values()) == len(jobs)
+    assert result.ok and result.exit_code == 0
+    stored = {j["labels"]["caliban_key"]: j for j in emu.jobs(backend)}
+    for job, outcome in result.outcomes:
+        assert outcome.status == SUBMITTED
+        expected = stored[job.key]["name"] if backend == "vertex" else stored[job.key]["jobId"]
+        assert outcome.remote_id == expected
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+def test_clean_sweep_submits_every_job_once(emu, backend):
+    jobs = sweep(backend, 12)
+    result = submitter(emu, backend, workers=4).submit(jobs)
+    assert_exactly_once(emu, jobs, result, backend)
+    assert emu.create_calls() == 12
+    assert all(o.attempts == 1 and not o.adopted for _, o in result.outcomes)
+
+
+FAULTS = [ce.RATE_LIMIT, ce.UNAVAILABLE, ce.DROP_AFTER_CREATE, ce.ERROR_AFTER_CREATE]
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+@pytest.mark.parametrize("fault", FAULTS)
+def test_every_job_exactly_once_under_each_fault(emu, backend, fault):
+    jobs = sweep(backend, 10)
+    emu.inject(fault, times=4)
+    result = submitter(emu, backend, workers=3).submit(jobs)
+    assert emu.pending_faults() == 0
+    assert_exactly_once(emu, jobs, result, backend)
+    if fault in (ce.DROP_AFTER_CREATE, ce.ERROR_AFTER_CREATE):
+        # The lost answers were recovered by looking up (Vertex) or by 409 (ml v1), never by a duplicate.
+        assert sum(o.adopted for _, o in result.outcomes) == 4
+    if fault == ce.DROP_AFTER_CREATE and backend == "vertex":
+        # No transport-level resend: each create request reached the server once.
+        assert emu.create_calls() == 10
+        assert sum(1 for r in emu.requests if r.status == "dropped") == 4
+
+
+def test_dropped_connection_is_not_resent_by_the_transport(emu):
+    client = client_for(emu, emu.key_path)
+    emu.inject(ce.DROP_AFTER_CREATE)
+    with pytest.raises(cloud_client.TransportError):
+        client.create(sweep("vertex", 1)[0].body)
+    assert emu.create_calls() == 1
+    assert len(emu.jobs()) == 1
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+def test_random_faults_mixed_sweep_is_exact(tmp_path, backend):
+    rates = {ce.RATE_LIMIT: 0.1, ce.UNAVAILABLE: 0.05, ce.DROP_AFTER_CREATE: 0.05, ce.ERROR_AFTER_CREATE: 0.05}
+    with ce.CloudEmulator(fault_rates=rates, seed=3) as emulator:
+        emulator.key_path = emulator.write_service_account_key(tmp_path / "key.json")
+        jobs = sweep(backend, 40)
+        result = submitter(emulator, backend, workers=6).submit(jobs)
+        assert_exactly_once(emulator, jobs, result, backend)
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+def test_resource_quota_stops_the_sweep_and_names_the_quota(tmp_path, backend):
+    with ce.CloudEmulator(gpu_quota={"NVIDIA_TESLA_P100": 4}) as emulator:
+        emulator.key_path = emulator.write_service_account_key(tmp_path / "key.json")
+        jobs = sweep(backend, 10, gpus=1)
+        out = io.StringIO()
+        result = submitter(emulator, backend, workers=1,
+                           reporter=cloud_submit.ConsoleReporter(out, progress=False)).submit(jobs)
+    statuses = [o.status for _, o in result.outcomes]
+    assert statuses == [SUBMITTED] * 4 + [FAILED] + [SKIPPED] * 5
+    assert emulator.create_calls() == 5  # the quota answer was not retried
+    metric = ("aiplatform.googleapis.com/custom_model_training_nvidia_tesla_p100_gpus" if backend == "vertex"
+              else "ml.googleapis.com/nvidia_tesla_p100_gpus")
+    assert result.quota_metric == metric
+    assert result.exit_code == 1
+    assert [j.display_name for j in result.not_submitted] == [f"job-{i}" for i in range(5, 11)]
+    text = out.getvalue()
+    assert "Submitted 4 of 10 jobs; 1 failed; 5 skipped." in text
+    assert metric in text
+    assert "Not submitted (6): job-5, job-6, job-7, job-8, job-9, job-10" in text
+    assert "To resume" in text and "quotas?project=caliban-test" in text
+
+
+def test_injected_resource_quota_with_workers_stops_without_duplicates(emu):
+    jobs = sweep("vertex", 30)
+    emu.inject(ce.RESOURCE_QUOTA, times=1)
+    result = submitter(emu, "vertex", workers=4).submit(jobs)
+    assert not result.ok
+    assert "custom_model_training_nvidia_tesla_p100_gpus" in result.quota_metric
+    counts = emu.counts_by_key()
+    assert all(c == 1 for c in counts.values())
+    assert {j.key for j, _ in result.submitted} == set(counts)
+    assert len(result.failed) == 1 and len(result.skipped) >= 1
+    assert len(result.submitted) + len(result.failed) + len(result.skipped) == 30
+
+
+def test_rate_limiter_keeps_every_minute_under_the_quota(tmp_path):
+    clock = FakeClock()
+    with ce.CloudEmulator(quota_per_minute=10, clock=clock) as emulator:
+        emulator.key_path = emulator.write_service_account_key(tmp_path / "key.json")
+        jobs = sweep("vertex", 25)
+        result = submitter(emulator, "vertex", clock=clock, rate_limit=10, workers=1).submit(jobs)
+    assert result.ok
+    creates = [r.time for r in emulator.requests if r.method == "POST" and r.path.endswith("customJobs")]
+    assert len(creates) == 25 and all(r.status == 200 for r in emulator.requests if r.path.endswith("customJobs"))
+    for t in creates:
+        assert sum(1 for u in creates if t - 60 < u <= t) <= 10
+    # and it is not slower than the limit: 25 jobs at 10/min take 2.4 minutes of (fake) time
+    assert creates[-1] - creates[0] == pytest.approx(24 * 6.0)
+
+
+def test_rate_limit_answers_are_retried_with_growing_backoff(emu):
+    clock = FakeClock()
+    emu.inject(ce.RATE_LIMIT, times=4)
+    policy = RetryPolicy(initial=1.0, maximum=4.0)
+    result = submitter(emu, "vertex", clock=clock, workers=1, retry=policy).submit(sweep("vertex", 1))
+    assert result.ok and result.outcomes[0][1].attempts == 5
+    backoffs = [s for s in clock.sleeps if s > 0.011]  # limiter waits at 6000/min are 0.01 s
+    assert len(backoffs) == 4
+    ceilings = [1.0, 2.0, 4.0, 4.0]  # truncated at `maximum`
+    for delay, ceiling in zip(backoffs, ceilings):
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_gives_up_after_max_attempts(emu):
+    emu.inject(ce.UNAVAILABLE, times=50, api="ml_v1")
+    result = submitter(emu, "ml_v1", workers=1, retry=RetryPolicy(max_attempts=3)).submit(sweep("ml_v1", 1))
+    (_, outcome), = result.outcomes
+    assert outcome.status == FAILED and outcome.attempts == 3 and "gave up after 3 attempts" in outcome.error
+    assert emu.jobs() == []
+
+
+def test_rate_limiter_spaces_acquisitions_evenly():
+    clock = FakeClock(0.0)
+    limiter = RateLimiter(30, clock=clock, sleep=clock.sleep)
+    slots = [limiter.acquire() for _ in range(5)]
+    assert slots == [0.0, 2.0, 4.0, 6.0, 8.0]
+    clock.now = 100.0  # idle time is not banked as a burst
+    assert [limiter.acquire() for _ in range(2)] == [100.0, 102.0]
+
+
+def test_invalid_body_submits_nothing(emu):
+    jobs = sweep("vertex", 3)
+    jobs[2].body["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]["acceleratorType"] = "NVIDIA_TESLA_P1000"
+    with pytest.raises(UsageError, match="acceleratorType.*NVIDIA_TESLA_P1000.*nothing was submitted"):
+        submitter(emu).submit(jobs)
+    jobs = sweep("vertex", 2)
+    jobs[1].body["jobSpec"]["workerPoolSpec"] = []
+    with pytest.raises(UsageError, match='Unknown name "workerPoolSpec"'):
+        submitter(emu).submit(jobs)
+    assert emu.requests == [] and emu.jobs() == []
+
+
+def test_repeated_keys_are_refused(emu):
+    jobs = sweep("vertex", 2)
+    jobs[1].key = jobs[0].key
+    with pytest.raises(UsageError, match="share caliban_key"):
+        submitter(emu).submit(jobs)
+
+
+def test_server_rejection_stops_and_skips_the_rest(emu):
+    jobs = sweep("vertex", 5)
+    client = client_for(emu, emu.key_path)
+    client.project_id = "not-my-project"  # a 403 from the server for every create
+    clock = FakeClock()
+    result = Submitter(client, clock=clock, sleep=clock.sleep, workers=1).submit(jobs)
+    assert [o.status for _, o in result.outcomes] == [FAILED] + [SKIPPED] * 4
+    assert "403 PERMISSION_DENIED" in result.stop_reason
+    assert emu.create_calls() == 1
+
+
+def test_callbacks_bracket_every_create(emu):
+    events = []
+
+    def before(job):
+        assert emu.counts_by_key()[job.key] == 0  # the row is written before the job exists
+        events.append(("before", job.key))
+
+    def after(job, outcome):
+        events.append(("result", job.key, outcome.status, outcome.remote_id))
+
+    jobs = sweep("vertex", 6)
+    emu.inject(ce.DROP_AFTER_CREATE, times=2)
+    result = submitter(emu, workers=2).submit(jobs, on_before_send=before, on_result=after)
+    assert result.ok
+    for job, outcome in result.outcomes:
+        before_at = events.index(("before", job.key))
+        after_at = events.index(("result", job.key, SUBMITTED, outcome.remote_id))
+        assert before_at < after_at
+
+
+def test_check_existing_adopts_jobs_sent_by_an_earlier_run(emu):
+    jobs = sweep("vertex", 4)
+    first = submitter(emu).submit(jobs[:2])
+    again = submitter(emu).submit(jobs, check_existing=True)
+    assert again.ok
+    assert [o.adopted for _, o in again.outcomes] == [True, True, False, False]
+    assert [o.remote_id for _, o in again.outcomes][:2] == [o.remote_id for _, o in first.outcomes]
+    assert_exactly_once(emu, jobs, again, "vertex")
+
+
+def test_console_reporter_prints_urls_logs_and_summary(emu):
+    out = io.StringIO()
+    jobs = sweep("vertex", 2)
+    result = submitter(emu, reporter=cloud_submit.ConsoleReporter(out, progress=True)).submit(jobs)
+    text = out.getvalue()
+    job_id = result.outcomes[0][1].remote_id.rsplit("/", 1)[-1]
+    assert f"https://console.cloud.google.com/vertex-ai/locations/us-central1/training/{job_id}/cpu?project=caliban-test" in text
+    assert f"gcloud ai custom-jobs stream-logs {job_id} --project=caliban-test --region=us-central1" in text
+    assert "Submitted 2 of 2 jobs; 0 failed; 0 skipped." in text
+
+
+def test_ml_v1_console_and_logs(emu):
+    result = submitter(emu, "ml_v1").submit(sweep("ml_v1", 1))
+    outcome = result.outcomes[0][1]
+    assert outcome.logs_command == f"gcloud ai-platform jobs stream-logs {outcome.remote_id} --project=caliban-test"
+    assert outcome.console_url == f"https://console.cloud.google.com/ai-platform/jobs/{outcome.remote_id}?project=caliban-test"
+
+
+def test_ml_v1_conflict_with_a_foreign_job_fails(emu):
+    jobs = sweep("ml_v1", 1)
+    client = client_for(emu, emu.key_path, "ml_v1")
+    foreign = dict(jobs[0].body, labels={"caliban_key": "someone-else"})
+    client.create(foreign)
+    result = submitter(emu, "ml_v1").submit(jobs)
+    assert result.outcomes[0][1].status == FAILED
+    assert "already used by another job" in result.outcomes[0][1].error
+
+
+# -- credentials -------------------------------------------------------------
+
+
+@pytest.fixture
+def no_adc(tmp_path, monkeypatch):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+
+
+def test_no_credentials_is_one_clear_error(no_adc):
+    with pytest.raises(CalibanError) as info:
+        cloud_auth.load_credentials(None)
+    assert info.value.exit_code == 1
+    assert "gcloud auth application-default login" in info.value.message
+    assert "\n" not in info.value.message
+
+
+def test_missing_key_file_names_it(no_adc, tmp_path):
+    with pytest.raises(CalibanError, match="--cloud_key .*nope.json: no such file"):
+        cloud_auth.load_credentials(str(tmp_path / "nope.json"))
+
+
+def test_application_default_credentials_from_env(emu, monkeypatch, no_adc):
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", emu.key_path)
+    credentials, project = cloud_auth.load_credentials(None)
+    assert project == "caliban-test"
+    client = cloud_client.CloudClient("vertex", project, "us-central1", credentials, api_endpoint=emu.url)
+    assert client.list() == []
+    assert emu.token_grants == 1
+
+
+def test_rejected_key_is_an_unauthenticated_error(emu, tmp_path):
+    other = ce.CloudEmulator().start()
+    try:
+        key = other.write_service_account_key(tmp_path / "other.json")  # a key the emulator never issued
+    finally:
+        other.stop()
+    import json
+
+    info = json.load(open(key))
+    info["token_uri"] = f"{emu.url}/token"
+    json.dump(info, open(key, "w"))
+    credentials, _ = cloud_auth.load_credentials(key)
+    client = cloud_client.CloudClient("vertex", "caliban-test", "us-central1", credentials, api_endpoint=emu.url)
+    with pytest.raises(cloud_client.CloudApiError) as err:
+        client.list()
+    assert err.value.kind == cloud_client.UNAUTHENTICATED
+    assert "gcloud auth application-default login" in err.value.message
