@@ -130,6 +130,7 @@ def _compile(text: str, exclusion: bool) -> _Pattern:
             if i < n:
                 regex += "\\" + text[i]
                 i += 1
+                kind = "regex"
             else:
                 regex += "\\\\"
         elif ch in "[]":

@@ -353,8 +353,8 @@ def _stream_build(api, result_steps: list[BuildStep], chunks, display: BuildDisp
         if stripped.startswith("---> ") or stripped.startswith("Removing intermediate container"):
             return
         m = _BUILT.match(stripped)
-        if m and image_id is None:
-            image_id = m.group(1)
+        if m:
+            image_id = image_id or m.group(1)
             return
         if current is not None:
             current.output.append(line)

@@ -1,0 +1,121 @@
+"""Dockerfile text: layer order for the build cache, users, venv, extras."""
+
+from caliban.dockerfile import DockerfileSpec, dockerfile_text
+
+
+def _spec(**kw):
+    base = dict(
+        base_image="example/base:1",
+        uid=1000,
+        gid=1001,
+        apt_packages=("libsm6", "tree"),
+        has_requirements=True,
+        packaging_files=("setup.py", "pyproject.toml"),
+        extras=("fancy", "cpu"),
+        dirs=("data", "configs"),
+        package_dir="trainer",
+        command=("python", "-m", "trainer.train"),
+    )
+    base.update(kw)
+    return DockerfileSpec(**base)
+
+
+def _index(lines, needle):
+    return next(i for i, line in enumerate(lines) if needle in line)
+
+
+def test_layers_are_ordered_from_stable_to_volatile():
+    lines = dockerfile_text(_spec()).splitlines()
+    order = [
+        "FROM example/base:1",
+        "useradd",
+        "apt-get install",
+        "python3 -m venv",
+        "src/requirements.txt",
+        "pip install -r requirements.txt",
+        "src/setup.py src/pyproject.toml",
+        'pip install ".[fancy,cpu]"',
+        "src/data /usr/app/data",
+        "src/configs /usr/app/configs",
+        "src/trainer /usr/app/trainer",
+        'ENTRYPOINT ["python", "-m", "trainer.train"]',
+    ]
+    positions = [_index(lines, needle) for needle in order]
+    assert positions == sorted(positions), list(zip(order, positions))
+
+
+def test_only_dependency_files_are_copied_before_installs():
+    text = dockerfile_text(_spec())
+    before_code = text.split("COPY --chown=1000:1001 src/data")[0]
+    copies = [l for l in before_code.splitlines() if l.startswith("COPY")]
+    assert copies == [
+        "COPY --chown=1000:1001 src/requirements.txt /usr/app/requirements.txt",
+        "COPY --chown=1000:1001 src/setup.py src/pyproject.toml /usr/app/",
+    ]
+
+
+def test_first_line_is_from_and_venv_is_on_path_created_with_python3():
+    text = dockerfile_text(_spec())
+    assert text.splitlines()[1] == "FROM example/base:1"
+    assert "PATH=/opt/venv/bin:$PATH" in text
+    assert "RUN python3 -m venv --system-site-packages /opt/venv" in text
+    # Installs use the venv's python, never the externally-managed system one.
+    assert "pip3 install" not in text and "--break-system-packages" not in text
+
+
+def test_non_root_user_is_created_reusing_existing_ids_and_used():
+    text = dockerfile_text(_spec())
+    assert "getent group 1001 >/dev/null || groupadd --gid 1001 caliban" in text
+    assert "getent passwd 1000 >/dev/null" in text
+    assert "useradd --uid 1000 --gid 1001 --create-home" in text
+    assert "chown -R 1000:1001 /opt/venv /usr/app" in text
+    assert "\nUSER 1000:1001\n" in text
+    # apt runs before dropping root
+    assert text.index("apt-get install") < text.index("USER 1000:1001")
+
+
+def test_root_user_creates_no_account():
+    text = dockerfile_text(_spec(uid=0, gid=0))
+    assert "useradd" not in text and "groupadd" not in text
+    assert "--chown" not in text
+    assert "USER 0" not in text
+
+
+def test_minimal_project_without_dependencies_or_apt():
+    text = dockerfile_text(
+        DockerfileSpec(base_image="b", package_dir=".", command=("/bin/bash", "run.sh"))
+    )
+    assert "apt-get" not in text and "requirements.txt" not in text and "pip install" not in text
+    assert "COPY src/ /usr/app/" in text
+    assert text.rstrip().endswith('ENTRYPOINT ["/bin/bash", "run.sh"]')
+
+
+def test_no_target_means_no_code_and_no_entrypoint():
+    text = dockerfile_text(_spec(package_dir=None, command=(), dirs=()))
+    assert "src/trainer" not in text and "ENTRYPOINT" not in text
+
+
+def test_setup_without_extras_installs_plain_dot():
+    text = dockerfile_text(_spec(extras=()))
+    assert 'RUN python -m pip install "."' in text
+
+
+def test_ca_bundle_is_copied_and_trusted_before_any_download():
+    text = dockerfile_text(_spec(ca_bundle=True))
+    assert "COPY __caliban__/ca-bundle.crt /usr/local/share/caliban/ca-bundle.crt" in text
+    for var in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE"):
+        assert f"{var}=/usr/local/share/caliban/ca-bundle.crt" in text
+    assert text.index("ca-bundle.crt") < text.index("apt-get")
+    assert "ca-bundle" not in dockerfile_text(_spec())
+
+
+def test_jupyter_is_installed_after_dependencies_before_code():
+    text = dockerfile_text(_spec(jupyter="jupyterlab==4.2.0"))
+    assert text.index('pip install ".[fancy,cpu]"') < text.index('pip install "jupyterlab==4.2.0"')
+    assert text.index("jupyterlab") < text.index("src/trainer")
+
+
+def test_script_and_whole_project_targets():
+    text = dockerfile_text(_spec(package_dir=".", command=("python", "train.py")))
+    assert "COPY --chown=1000:1001 src/ /usr/app/" in text
+    assert 'ENTRYPOINT ["python", "train.py"]' in text
