@@ -180,3 +180,8 @@ def test_missing_project_id_is_an_error_only_without_dry_run(project):
 def test_validation_fails_before_the_project_id_check(project):
     result = caliban_cloud(project, "--gpu_spec", "1xA100", "--machine_type", "n1-standard-8", "trainer.train")
     assert result.returncode == 2 and "a2-highgpu-1g" in result.stderr
+
+
+def test_image_tag_warns_that_build_flags_are_ignored(project):
+    _, result = dry_run_json(project, "--nogpu", "--image_tag", "gcr.io/p/img:v1", "-d", "data", "trainer.train")
+    assert "--dir and --extras are ignored" in result.stderr

@@ -146,6 +146,8 @@ def plan_cloud_jobs(
         image, placeholder = planned_image(args.region, getattr(args, "project_id", None), repo, cwd), True
 
     warnings = list(machine.warnings)
+    if image_tag and (getattr(args, "dir", None) or getattr(args, "extras", None)):
+        warnings.append("--image_tag skips the build, so --dir and --extras are ignored")
     if not job_args:
         warnings.append("the experiment config expands to zero experiments: no jobs")
     return CloudPlan(
