@@ -255,8 +255,17 @@ def _tpu_shape(tpu: AcceleratorSpec, force: bool) -> tuple[str, str | None]:
         return shapes[tpu.count]
     if force:
         return tables.VERTEX_CLOUD_TPU, None
+    if not shapes:
+        raise UsageError(
+            f"--tpu_spec {tpu}: {tpu.short_name} TPUs aren't offered for custom training jobs; "
+            f"use one of: {_join(_tpu_shapes())} (or --force to send the request as given)"
+        )
     valid = [f"{n}x{tpu.short_name}" for n in sorted(shapes)]
     raise UsageError(f"--tpu_spec {tpu}: {tpu.short_name} comes in {_join(valid)}")
+
+
+def _tpu_shapes() -> list[str]:
+    return [f"{n}x{tables.SHORT_NAME[t]}" for t, shapes in tables.TPU_SHAPES.items() for n in sorted(shapes)]
 
 
 def validate_cloud_machine(

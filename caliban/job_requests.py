@@ -17,6 +17,7 @@ from typing import Sequence
 
 from caliban.accelerators import CloudMachine
 from caliban.errors import UsageError
+from caliban.machine_tables import VERTEX_CLOUD_TPU
 
 VERTEX = "vertex"
 ML_V1 = "ml_v1"
@@ -118,12 +119,16 @@ class CloudJob:
 
 def _vertex_machine_spec(machine: CloudMachine) -> dict:
     spec: dict = {"machineType": machine.machine_type}
-    accelerator = machine.tpu or machine.gpu
-    if accelerator is not None:
-        spec["acceleratorType"] = accelerator.type
-        spec["acceleratorCount"] = accelerator.count
-    if machine.tpu is not None and machine.tpu_topology:
-        spec["tpuTopology"] = machine.tpu_topology
+    if machine.tpu is not None:
+        # `cloud-tpu` needs the TPU named; TPU VM machine types (ct5lp-...) imply their chips.
+        if machine.machine_type == VERTEX_CLOUD_TPU:
+            spec["acceleratorType"] = machine.tpu.type
+            spec["acceleratorCount"] = machine.tpu.count
+        if machine.tpu_topology:
+            spec["tpuTopology"] = machine.tpu_topology
+    elif machine.gpu is not None:
+        spec["acceleratorType"] = machine.gpu.type
+        spec["acceleratorCount"] = machine.gpu.count
     return spec
 
 

@@ -143,11 +143,13 @@ N1_GPU_VCPU_LIMITS: dict[str, dict[int, int]] = {
 
 # ---------------------------------------------------------------- TPUs
 
-# TPU enum -> {count: (Vertex machine type, TPU topology or None)}.
+# TPU enum -> {count: (Vertex machine type, TPU topology or None)}. On `cloud-tpu`
+# the body names the accelerator; a ct5lp machine type implies its chips.
+# TPU v4 pods are not offered for Vertex custom training: --force sends one anyway.
 TPU_SHAPES: dict[str, dict[int, tuple[str, str | None]]] = {
     "TPU_V2": {8: (VERTEX_CLOUD_TPU, None)},
     "TPU_V3": {8: (VERTEX_CLOUD_TPU, None)},
-    "TPU_V4_POD": {4: (VERTEX_CLOUD_TPU, "2x2x1")},
+    "TPU_V4_POD": {},
     "TPU_V5_LITEPOD": {
         1: ("ct5lp-hightpu-1t", "1x1"),
         4: ("ct5lp-hightpu-4t", "2x2"),

@@ -295,3 +295,9 @@ def test_force_sends_an_unknown_tpu_count_on_cloud_tpu():
 def test_tpu_on_ml_v1_without_gpu_uses_the_cpu_host():
     machine = check(tpu_spec=tpu("8xV2"), backend="ml_v1")
     assert (machine.machine_type, machine.gpu) == ("n1-highcpu-32", None)
+
+
+def test_tpu_v4_pods_need_force():
+    message = rejected(region="us-central2", tpu_spec=tpu("4xV4"))
+    assert "--force" in message and "8xV3" in message
+    assert check(region="us-central2", tpu_spec=tpu("4xV4"), force=True).machine_type == "cloud-tpu"

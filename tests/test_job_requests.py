@@ -242,3 +242,8 @@ def test_bad_durations_are_usage_errors(text):
 def test_request_parents():
     assert jr.request_parent("vertex", "p", "europe-west4") == "projects/p/locations/europe-west4"
     assert jr.request_parent("ml_v1", "p", "europe-west4") == "projects/p"
+
+
+def test_vertex_tpu_vm_machine_types_imply_their_chips():
+    spec = jr.vertex_request(job(tpu="8xV5E"))["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]
+    assert spec == {"machineType": "ct5lp-hightpu-8t", "tpuTopology": "2x4"}

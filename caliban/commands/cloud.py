@@ -68,6 +68,11 @@ class PreparedJob:
     job: jr.CloudJob
     request: dict
 
+    @property
+    def caliban_key(self) -> str:
+        """The job's unique dedup label value."""
+        return self.job.labels[jr.CALIBAN_KEY_LABEL]
+
 
 @dataclass
 class PreparedSweep:
