@@ -445,12 +445,18 @@ class Store:
         return cursor.lastrowid
 
     def update_image(
-        self, image_id: int, *, uri: str | None = None, digest: str | None = None
+        self,
+        image_id: int,
+        *,
+        docker_id: str | None = None,
+        uri: str | None = None,
+        digest: str | None = None,
     ) -> None:
-        """Fills in what is known only after a push (repository URI, digest)."""
+        """Fills in what is known only later (the built id, the pushed URI and digest)."""
         self._write(
-            "UPDATE image SET uri = COALESCE(?, uri), digest = COALESCE(?, digest) WHERE id = ?",
-            (uri, digest, image_id),
+            "UPDATE image SET docker_id = COALESCE(?, docker_id), uri = COALESCE(?, uri),"
+            " digest = COALESCE(?, digest) WHERE id = ?",
+            (docker_id, uri, digest, image_id),
         )
 
     def image(self, image_id: int) -> Image | None:
@@ -603,6 +609,13 @@ class Store:
         """Right before the create request goes out: from now on the job is "maybe sent"."""
         now = _now()
         self._write("UPDATE job SET sent = ?, updated = ? WHERE id = ?", (now, now, job_id))
+
+    def mark_not_sent(self, job_id: int, reason: str | None = None) -> None:
+        """The submitter skipped the job without sending it (e.g. the sweep stopped on a quota)."""
+        self._write(
+            "UPDATE job SET sent = NULL, error = ?, updated = ? WHERE id = ? AND status = ?",
+            (reason, _now(), job_id, PENDING),
+        )
 
     def update_request(self, job_id: int, request: dict) -> None:
         """The body actually about to be sent, when it changed since `add_job` (resubmit)."""

@@ -73,7 +73,13 @@ class Backends:
         )
 
     def cloud(self, job: Job):
-        target = self.target(job)
+        return self.adapter(self.target(job))
+
+    def cloud_client(self, target: Target):
+        """The `caliban.cloud_client.CloudClient` for a target (for the submission engine)."""
+        return self.adapter(target).client
+
+    def adapter(self, target: Target):
         client = self._clients.get(target)
         if client is None:
             from caliban.history import cloud_adapter

@@ -1,0 +1,163 @@
+"""`caliban resubmit --xgroup NAME`: finish an interrupted sweep, rerun failed and stopped jobs.
+
+1. Read the group's latest job per experiment; refresh the live ones.
+2. Choose what to send (see `caliban.history.resend` for the table).
+3. Rebuild the image from the recorded build arguments and push it (an
+   unchanged project gives the same content-derived tag, so nothing is
+   pushed again); `--image_tag` sweeps reuse their recorded image.
+4. Write every new attempt as PENDING, then send through the same
+   submission engine as `caliban cloud` (rate limiter, retries, no
+   duplicates), looking jobs that may have been sent up by their
+   `caliban_key` label first and adopting what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+
+from caliban.errors import CalibanError
+
+
+def _rebuild_image(build_args: dict, args: argparse.Namespace, target, recorded_uri: str | None) -> str:
+    """The image URI to send: rebuilt and pushed, or the recorded user-supplied tag."""
+    if build_args.get("image_tag"):
+        return build_args["image_tag"]
+    if not build_args.get("project_dir") or not build_args.get("target"):
+        if recorded_uri:
+            print(
+                "caliban resubmit: warning: no build arguments recorded for this image; "
+                f"reusing {recorded_uri}",
+                file=sys.stderr,
+            )
+            return recorded_uri
+        raise CalibanError("the group's image has no build arguments and no URI recorded")
+    from caliban.history import image_rebuild
+
+    return image_rebuild.rebuild_and_push(
+        build_args,
+        image_repo=getattr(args, "image_repo", None),
+        project=target.project,
+        region=target.region,
+        cloud_key=target.cloud_key,
+        recorded_uri=recorded_uri,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from caliban import history, job_requests
+    from caliban.commands.stop import confirm
+    from caliban.history import recorder, remote, resend
+
+    options = remote.CloudOptions.from_args(args)
+    backends = remote.Backends(options)
+    with history.open_store() as store:
+        group = store.group(args.xgroup)
+        if group is None:
+            raise CalibanError(f"no experiment group named {args.xgroup!r} in {store.path}")
+        latest = store.jobs(group=group.name, latest_only=True)
+        local = [j for j in latest if not j.is_cloud]
+        cloud = [j for j in latest if j.is_cloud]
+        if local:
+            print(
+                f"{len(local)} local job(s) in {group.name} are not resubmitted: rerun them with "
+                f"`caliban run --xgroup {group.name} ...`."
+            )
+        cloud = remote.refresh(store, backends, cloud)
+        chosen, left = resend.select_resends(cloud, bool(getattr(args, "all_jobs", False)))
+        if not chosen:
+            print(
+                f"Nothing to resubmit in {group.name}: {len(left)} job(s) submitted, running or "
+                "succeeded (pass --all_jobs to rerun them anyway)."
+            )
+            return 0
+        print(f"{len(chosen)} job(s) to resubmit from group {group.name}:")
+        for item in chosen:
+            exp = store.experiment(item.job.experiment_id)
+            print(
+                f"  job {item.job.id}  {item.job.backend}  {item.reason}"
+                f"{'  (new attempt)' if item.new_attempt else ''}  args: {' '.join(exp.args) or '-'}"
+            )
+        if getattr(args, "dry_run", False):
+            print(f"Dry run: would resubmit {len(chosen)} job(s); nothing was built, pushed or sent.")
+            return 0
+        if not confirm(f"Resubmit these {len(chosen)} job(s)?", getattr(args, "yes", False),
+                       f"resubmit {len(chosen)} job(s)"):
+            print("Nothing resubmitted.")
+            return 1
+
+        # Images first: a build or push failure sends nothing.
+        images: dict[tuple[int | None, remote.Target], str | None] = {}
+        for item in chosen:
+            exp = store.experiment(item.job.experiment_id)
+            target = backends.target(item.job)
+            key = (exp.image_id, target)
+            if key not in images:
+                image = store.image(exp.image_id) if exp.image_id is not None else None
+                recorded = (image.uri if image else None) or resend.image_of(
+                    item.job.backend, item.job.request or {}
+                )
+                images[key] = _rebuild_image(image.build_args if image else {}, args, target, recorded)
+
+        # Write-ahead: every job to send is a PENDING row before the first create.
+        token = job_requests.new_run_token()
+        batches: dict[remote.Target, list] = defaultdict(list)
+        from caliban.cloud_submit import SubmitJob
+
+        for item in chosen:
+            job = item.job
+            if not job.request:
+                print(f"  job {job.id}: no request body recorded; skipped", file=sys.stderr)
+                continue
+            exp = store.experiment(job.experiment_id)
+            target = backends.target(job)
+            image = images[(exp.image_id, target)]
+            if item.new_attempt:
+                key = job_requests.caliban_key(token, job.experiment_id)
+                body = resend.retarget_request(
+                    target.backend, job.request, image=image, caliban_key=key, job_id_suffix=token[:8]
+                )
+                row = store.add_job(
+                    job.experiment_id,
+                    backend=target.backend,
+                    request=body,
+                    caliban_key=key,
+                    name=resend.display_name(target.backend, body),
+                    project=target.project,
+                    region=target.region,
+                    api_endpoint=target.api_endpoint,
+                )
+            else:
+                if not job.caliban_key:
+                    print(f"  job {job.id}: no caliban_key recorded, cannot tell whether it was "
+                          "sent; skipped", file=sys.stderr)
+                    continue
+                key, row = job.caliban_key, job.id
+                body = resend.retarget_request(target.backend, job.request, image=image)
+                if body != job.request:
+                    store.update_request(row, body)
+            batches[target].append(
+                SubmitJob(key=key, body=body, display_name=resend.display_name(target.backend, body),
+                          payload=row)
+            )
+
+        from caliban import cloud_submit
+
+        record = recorder.CloudSweepRecorder(store)
+        exit_code = 0
+        for target, jobs in batches.items():
+            client = backends.cloud_client(target)
+            result = cloud_submit.Submitter(
+                client,
+                rate_limit=getattr(args, "rate_limit", None) or 60,
+                reporter=cloud_submit.ConsoleReporter(progress=sys.stderr.isatty()),
+            ).submit(
+                jobs,
+                on_before_send=record.on_before_send,
+                on_result=record.on_result,
+                check_existing=True,
+                resume_hint=f"To resume: caliban resubmit --xgroup {group.name}",
+            )
+            exit_code = max(exit_code, result.exit_code)
+        return exit_code

@@ -1,0 +1,241 @@
+"""`caliban resubmit` against the cloud emulator: interrupted sweeps end with every job exactly once."""
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from caliban import history, labels
+from caliban.history import resend, states
+from tests.cloud_emulator import CloudEmulator
+from tests.test_history_cloud import IMAGE, PROJECT, REGION, client_for, ml_body, vertex_body
+
+REPO = Path(__file__).resolve().parent.parent
+BODIES = {"vertex": vertex_body, "ml_v1": ml_body}
+
+# What `caliban cloud` does once wired to the history: record the sweep, then
+# submit through the engine with the recorder's callbacks.
+SWEEP = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from caliban import history, cloud_auth, cloud_client, cloud_submit
+    from caliban.history import recorder
+    from tests.test_history_cloud import vertex_body, ml_body
+    db, url, key, backend, group, n, rate = sys.argv[1:8]
+    n, rate = int(n), float(rate)
+    make = {{"vertex": vertex_body, "ml_v1": ml_body}}[backend]
+    bodies = [make(f"{{group}}-{{i}}", i) for i in range(n)]
+    with history.Store(db) as store:
+        rec = recorder.record_cloud_sweep(
+            store, xgroup=group, backend=backend, project="caliban-test", region="us-central1",
+            api_endpoint=url, build_args={{"image_tag": {image!r}}}, image_uri={image!r},
+            jobs=[history.NewJob(args=["--i", str(i)], flags={{"i": i}}, request=b,
+                                 caliban_key=b["labels"]["caliban_key"]) for i, b in enumerate(bodies)])
+        print("recorded", flush=True)
+        creds, _ = cloud_auth.load_credentials(key)
+        client = cloud_client.CloudClient(backend, "caliban-test", "us-central1", creds, api_endpoint=url)
+        jobs = [cloud_submit.SubmitJob(key=b["labels"]["caliban_key"], body=b, display_name=str(i), payload=j)
+                for i, (b, j) in enumerate(zip(bodies, rec.job_ids))]
+        cb = recorder.CloudSweepRecorder(store)
+        result = cloud_submit.Submitter(client, rate_limit=rate).submit(
+            jobs, on_before_send=cb.on_before_send, on_result=cb.on_result)
+        sys.exit(result.exit_code)
+    """
+)
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    with CloudEmulator() as emu:
+        emu.key_path = emu.write_service_account_key(tmp_path / "key.json", PROJECT)
+        yield emu
+
+
+def env_for(db, emu):
+    env = dict(os.environ, CALIBAN_DB_URL=str(db), PYTHONPATH=str(REPO),
+               GOOGLE_APPLICATION_CREDENTIALS=emu.key_path)
+    env.pop("CALIBAN_API_ENDPOINT", None)
+    return env
+
+
+def caliban(db, emu, *argv):
+    return subprocess.run([sys.executable, "-m", "caliban", *argv], cwd=REPO, env=env_for(db, emu),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+
+
+def args_count(emu, backend):
+    return collections.Counter(
+        tuple(j["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"]) if backend == "vertex"
+        else tuple(j["trainingInput"]["args"])
+        for j in emu.jobs(backend)
+    )
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+def test_sweep_killed_midway_then_resubmit_sends_every_job_exactly_once(tmp_path, emulator, backend):
+    db, n = tmp_path / "h.db", 24
+    script = SWEEP.format(repo=str(REPO), image=IMAGE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(db), emulator.url, emulator.key_path, backend, "sweep", str(n), "240"],
+        env=env_for(db, emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 60
+    while len(emulator.jobs(backend)) < 6 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    created_before = len(emulator.jobs(backend))
+    assert 6 <= created_before < n, proc.stderr.read()
+
+    with history.Store(db) as s:
+        jobs = s.jobs(group="sweep")
+        assert len(jobs) == n  # the whole sweep was recorded before the first send
+        by_status = collections.Counter(j.status for j in jobs)
+        assert by_status[states.PENDING] >= n - created_before
+
+    status = caliban(db, emulator, "status", "--xgroup", "sweep", "--max_jobs", "100")
+    assert "PENDING" in status.stdout and "caliban resubmit --xgroup sweep" in status.stdout
+
+    dry = caliban(db, emulator, "resubmit", "--xgroup", "sweep", "--dry_run")
+    assert dry.returncode == 0, dry.stderr
+    assert len(emulator.jobs(backend)) == created_before
+
+    out = caliban(db, emulator, "resubmit", "--xgroup", "sweep", "--yes", "--rate_limit", "6000")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    assert emulator.counts_by_key(backend=backend) == {f"sweep-{i}": 1 for i in range(n)}
+    assert args_count(emulator, backend) == {("--i", str(i)): 1 for i in range(n)}
+    with history.Store(db) as s:
+        jobs = s.jobs(group="sweep")
+        assert len(jobs) == n  # unanswered rows were completed in place, not duplicated
+        assert all(j.status == states.SUBMITTED and j.remote_id for j in jobs)
+        remote_ids = {j["name"] if backend == "vertex" else j["jobId"] for j in emulator.jobs(backend)}
+        assert {j.remote_id for j in jobs} == remote_ids
+
+    again = caliban(db, emulator, "resubmit", "--xgroup", "sweep", "--yes")
+    assert again.returncode == 0 and "Nothing to resubmit" in again.stdout
+    assert len(emulator.jobs(backend)) == n
+
+
+def test_created_but_unrecorded_job_is_adopted_not_sent_twice(tmp_path, emulator):
+    """The worst moment to die: the create went through, the answer was never recorded."""
+    db = tmp_path / "h.db"
+    client = client_for(emulator, "vertex")
+    with history.Store(db) as s:
+        g = s.create_group("g")
+        ids = s.add_jobs(g.id, [history.NewJob(args=["--i", str(i)], request=vertex_body(f"g-{i}", i),
+                                               caliban_key=f"g-{i}") for i in range(3)],
+                         backend="vertex", project=PROJECT, region=REGION, api_endpoint=emulator.url)
+        for j in ids:
+            s.mark_sending(j)
+        client.create(vertex_body("g-0", 0))  # sent; the process died before mark_submitted
+        s.mark_failed(ids[1], "unknown whether the job was created (connection dropped)")
+        client.create(vertex_body("g-1", 1))
+    out = caliban(db, emulator, "resubmit", "--xgroup", "g", "--yes")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert emulator.counts_by_key() == {"g-0": 1, "g-1": 1, "g-2": 1}
+    with history.Store(db) as s:
+        assert [s.job(j).status for j in ids] == [states.SUBMITTED] * 3
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+def test_failed_and_stopped_jobs_get_a_new_attempt(tmp_path, emulator, backend):
+    db = tmp_path / "h.db"
+    client = client_for(emulator, backend)
+    with history.Store(db) as s:
+        g = s.create_group("g")
+        image = s.record_image(uri=IMAGE, build_args={"image_tag": IMAGE})
+        bodies = [BODIES[backend](f"g-{i}", i) for i in range(4)]
+        ids = s.add_jobs(g.id, [history.NewJob(args=["--i", str(i)], request=b, caliban_key=f"g-{i}")
+                                for i, b in enumerate(bodies)],
+                         backend=backend, image_id=image, project=PROJECT, region=REGION,
+                         api_endpoint=emulator.url)
+        for j, b in zip(ids, bodies):
+            created = client.create(b)
+            s.mark_submitted(j, created["name"] if backend == "vertex" else created["jobId"])
+        remote = [s.job(j).remote_id for j in ids]
+    final = {"vertex": ("JOB_STATE_FAILED", "JOB_STATE_SUCCEEDED"), "ml_v1": ("FAILED", "SUCCEEDED")}[backend]
+    emulator.set_state(remote[0], final[0])  # failed while running
+    emulator.set_state(remote[1], final[1])
+    client.cancel(remote[2])
+    with history.Store(db) as s:
+        s.mark_stopped(ids[2])
+    # ids[3] stays queued/submitted
+
+    out = caliban(db, emulator, "resubmit", "--xgroup", "g", "--yes")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 job(s) to resubmit" in out.stdout
+    assert args_count(emulator, backend) == {("--i", "0"): 2, ("--i", "1"): 1, ("--i", "2"): 2, ("--i", "3"): 1}
+    assert len(set(emulator.counts_by_key(backend=backend))) == 6  # every attempt has its own key
+    with history.Store(db) as s:
+        latest = sorted(s.jobs(group="g", latest_only=True), key=lambda j: j.experiment_id)
+        assert [j.status for j in latest] == [states.SUBMITTED, states.SUCCEEDED, states.SUBMITTED,
+                                              states.SUBMITTED]
+        assert [s.job(j).status for j in ids] == [states.FAILED, states.SUCCEEDED, states.STOPPED,
+                                                  states.SUBMITTED]
+        retry = latest[0]
+        assert retry.id not in ids and retry.experiment_id == s.job(ids[0]).experiment_id
+        assert retry.request["labels"]["caliban_key"] != "g-0"
+        if backend == "ml_v1":
+            assert retry.request["jobId"] != bodies[0]["jobId"]
+        else:
+            assert retry.request["displayName"] == bodies[0]["displayName"]
+
+    everything = caliban(db, emulator, "resubmit", "--xgroup", "g", "--yes", "--all_jobs")
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert len(emulator.jobs(backend)) == 10
+
+
+def test_resubmit_refuses_without_tty_and_unknown_group(tmp_path, emulator):
+    db = tmp_path / "h.db"
+    with history.Store(db) as s:
+        g = s.create_group("g")
+        s.add_jobs(g.id, [history.NewJob(args=[], request=vertex_body("g-0", 0), caliban_key="g-0")],
+                   backend="vertex", project=PROJECT, region=REGION, api_endpoint=emulator.url)
+    out = caliban(db, emulator, "resubmit", "--xgroup", "g")
+    assert out.returncode == 2 and "pass --yes" in out.stderr
+    out = caliban(db, emulator, "resubmit", "--xgroup", "nope", "--yes")
+    assert out.returncode == 1 and "no experiment group named 'nope'" in out.stderr
+    assert emulator.jobs() == []
+
+
+def test_select_resends_table():
+    def job(status, remote_id=None, sent=None):
+        return history.Job(id=1, experiment_id=1, group_name="g", backend="vertex", status=status,
+                           user="u", name=None, remote_id=remote_id, caliban_key="k", project=None,
+                           region=None, api_endpoint=None, request=None, error=None, exit_code=None,
+                           created=0, updated=0, submitted=None, finished=None, sent=sent)
+
+    cases = [
+        (job(states.PENDING), False, "never sent"),
+        (job(states.PENDING, sent=1.0), False, "maybe sent: looked up by label first"),
+        (job(states.FAILED), False, "create failed: looked up by label first"),
+        (job(states.FAILED, "r"), True, "failed"),
+        (job(states.STOPPED, "r"), True, "stopped"),
+    ]
+    chosen, left = resend.select_resends([c[0] for c in cases], all_jobs=False)
+    assert [(r.new_attempt, r.reason) for r in chosen] == [(c[1], c[2]) for c in cases]
+    live = [job(s, "r") for s in (states.SUBMITTED, states.RUNNING, states.SUCCEEDED)]
+    assert resend.select_resends(live, all_jobs=False) == ([], live)
+    assert all(r.new_attempt for r in resend.select_resends(live, all_jobs=True)[0])
+
+
+def test_retarget_request_keeps_everything_else():
+    body = ml_body("k-1", 1)
+    body["labels"]["docker_image"] = "old"
+    out = resend.retarget_request("ml_v1", body, image="reg/x:new", caliban_key="k-2", job_id_suffix="abcdef12")
+    assert out["trainingInput"]["masterConfig"]["imageUri"] == "reg/x:new"
+    assert out["labels"]["caliban_key"] == "k-2" and out["labels"]["docker_image"] == labels.sanitize_labels([("docker_image", "reg/x:new")])["docker_image"]
+    assert out["jobId"].endswith("_rabcdef12") and out["trainingInput"]["args"] == ["--i", "1"]
+    again = resend.retarget_request("ml_v1", out, job_id_suffix="00000000")
+    assert again["jobId"] == body["jobId"] + "_r00000000"
+    assert body["labels"]["caliban_key"] == "k-1"  # the input is not modified
+    v = resend.retarget_request("vertex", vertex_body("k", 0), image="reg/y:1")
+    assert v["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] == "reg/y:1"
