@@ -175,6 +175,7 @@ def test_failing_build_shows_the_failing_step(client, tmp_path):
     write(root, ".calibanconfig.json", '{"base_image": "%s"}' % BASE_IMAGE)
     write(root, "requirements.txt", "this-package-does-not-exist-caliban-xyz==1.0\n")
     write(root, "main.py", "print('never')\n")
+    before = {image.id for image in client.images.list(all=True)}
     try:
         result = caliban(["build", "--nogpu", "main.py"], cwd=root)
         assert result.returncode == 1
@@ -184,6 +185,13 @@ def test_failing_build_shows_the_failing_step(client, tmp_path):
         assert "this-package-does-not-exist-caliban-xyz" in err  # pip's own message
     finally:
         cleanup(client, root)
+        # A failed build leaves its last good layer behind, unlabeled.
+        for image in client.images.list(all=True):
+            if image.id not in before and not image.labels:
+                try:
+                    client.images.remove(image.id)
+                except Exception:
+                    pass
 
 
 def test_missing_base_image_is_explained(client, tmp_path):
