@@ -1,6 +1,8 @@
 """Job labels: Caliban 0.4.2's sanitizing, per-flag labels, precedence and the 64-label cap."""
 
+import random
 import re
+import string
 
 import pytest
 
@@ -14,9 +16,11 @@ from caliban.labels import (
     sanitize_labels,
 )
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # the property tests below then run on seeded random samples
+    given = None
 
 # What the Cloud APIs accept (ASCII subset; Caliban never emits international characters).
 VALID_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -57,39 +61,83 @@ def test_empty_keys_are_dropped_and_later_pairs_win():
     assert sanitize_labels([("!!", "x"), ("A", "1"), ("a", "2")]) == {"a": "2"}
 
 
-@given(st.text())
-def test_sanitizing_twice_changes_nothing(text):
+def check_idempotent(text):
     assert sanitize_label_key(sanitize_label_key(text)) == sanitize_label_key(text)
     assert sanitize_label_value(sanitize_label_value(text)) == sanitize_label_value(text)
 
 
-@given(st.text())
-def test_sanitized_keys_and_values_are_api_valid(text):
+def check_api_valid(text):
     key = sanitize_label_key(text)
     assert key == "" or VALID_KEY.fullmatch(key)
     assert VALID_VALUE.fullmatch(sanitize_label_value(text))
 
 
-_tokens = st.one_of(
-    st.text(max_size=20),
-    st.from_regex(r"--?[A-Za-z_.][A-Za-z0-9_.\-]{0,70}", fullmatch=True),
-    st.from_regex(r"-?[0-9]+(\.[0-9]+)?", fullmatch=True),
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    args=st.lists(_tokens, max_size=80),
-    user=st.lists(st.tuples(st.text(max_size=70), st.text(max_size=70)), max_size=20),
-    name=st.text(max_size=200),
-)
-def test_every_job_label_is_api_valid_and_within_the_limit(args, user, name):
+def check_job_labels(args, user, name):
     labels, warnings = make(args=args, user_labels=user, job_name=name, extra={"caliban_key": "abc-1"})
     assert len(labels) <= MAX_LABELS
     for key, value in labels.items():
         assert VALID_KEY.fullmatch(key), key
         assert VALID_VALUE.fullmatch(value), value
     assert labels["caliban_key"] == "abc-1"
+
+
+def _random_text(rng, max_size=80):
+    alphabet = "aZ09_-.-- =/:!é€\t" + string.ascii_letters
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, max_size)))
+
+
+def _random_token(rng):
+    kind = rng.random()
+    if kind < 0.4:
+        return "-" * rng.randint(1, 2) + _random_text(rng, 70)
+    if kind < 0.6:
+        return str(rng.uniform(-1e6, 1e6))
+    return _random_text(rng, 20)
+
+
+if given is not None:
+
+    @given(st.text())
+    def test_sanitizing_twice_changes_nothing(text):
+        check_idempotent(text)
+
+    @given(st.text())
+    def test_sanitized_keys_and_values_are_api_valid(text):
+        check_api_valid(text)
+
+    _tokens = st.one_of(
+        st.text(max_size=20),
+        st.from_regex(r"--?[A-Za-z_.][A-Za-z0-9_.\-]{0,70}", fullmatch=True),
+        st.from_regex(r"-?[0-9]+(\.[0-9]+)?", fullmatch=True),
+    )
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        args=st.lists(_tokens, max_size=80),
+        user=st.lists(st.tuples(st.text(max_size=70), st.text(max_size=70)), max_size=20),
+        name=st.text(max_size=200),
+    )
+    def test_every_job_label_is_api_valid_and_within_the_limit(args, user, name):
+        check_job_labels(args, user, name)
+
+else:
+
+    def test_sanitizing_twice_changes_nothing():
+        rng = random.Random(1)
+        for _ in range(2000):
+            check_idempotent(_random_text(rng))
+
+    def test_sanitized_keys_and_values_are_api_valid():
+        rng = random.Random(2)
+        for _ in range(2000):
+            check_api_valid(_random_text(rng))
+
+    def test_every_job_label_is_api_valid_and_within_the_limit():
+        rng = random.Random(3)
+        for _ in range(200):
+            args = [_random_token(rng) for _ in range(rng.randint(0, 80))]
+            user = [(_random_text(rng, 70), _random_text(rng, 70)) for _ in range(rng.randint(0, 20))]
+            check_job_labels(args, user, _random_text(rng, 200))
 
 
 # ---------------------------------------------------------------- arguments as labels
