@@ -137,7 +137,8 @@ def _default_machine_for_gpu(gpu: AcceleratorSpec) -> str:
     carriers = _machines_carrying(gpu)
     if not carriers:
         raise UsageError(
-            f"no machine type carries {gpu}; valid {gpu.short_name} specs: {_join(_gpu_shapes(gpu.type))}"
+            f"no machine type carries {gpu}; valid {gpu.short_name} specs: {_join(_gpu_shapes(gpu.type))} "
+            "(or name the machine with --machine_type)"
         )
     # Prefer the smallest machine with at least as many vCPUs as the N1 default.
     by_vcpus = sorted(carriers, key=lambda m: tables.ACCELERATOR_OPTIMIZED[m][2])
