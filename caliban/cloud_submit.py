@@ -154,10 +154,11 @@ class SubmitReporter:
 
 
 class ConsoleReporter(SubmitReporter):
-    """A tqdm bar on stderr, a few lines per job and a closing summary."""
+    """A tqdm bar (on stderr), a few lines per job and a closing summary (on `stream`)."""
 
-    def __init__(self, stream=None, progress: bool = True):
+    def __init__(self, stream=None, progress: bool = True, progress_stream=None):
         self.stream = stream or sys.stderr
+        self.progress_stream = progress_stream or sys.stderr
         self.progress = progress
         self._bar = None
 
@@ -171,7 +172,7 @@ class ConsoleReporter(SubmitReporter):
         if self.progress:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, file=self.stream, unit="job", desc="Submitting", leave=False)
+            self._bar = tqdm(total=total, file=self.progress_stream, unit="job", desc="Submitting", leave=False)
 
     def job_done(self, job: SubmitJob, outcome: Outcome) -> None:
         if outcome.status == SUBMITTED:

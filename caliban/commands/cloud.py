@@ -265,16 +265,71 @@ def render_text(sweep: PreparedSweep) -> str:
 
 
 def _submit(plan: CloudPlan, args: argparse.Namespace) -> int:
-    """Build and push the image, then create every job. Wired by the submission side.
+    """Build and push the image, then create every job through the submission engine.
 
-    Expected shape: if `plan.image_is_placeholder`, build and push the image
-    and get its URI (else use `plan.image`); `sweep = build_jobs(plan, image_uri)`; send each
-    `prepared.request` to `jr.request_parent(plan.backend, plan.project_id,
-    plan.region)` (Vertex: customJobs.create at https://{region}-aiplatform.googleapis.com,
-    ml v1: projects.jobs.create), skipping jobs whose `caliban_key` label is
-    already present; return the exit status.
+    Order matters: credentials first (a missing login fails before any
+    build); then the image (a failed build or push sends nothing); then every
+    job is written to the history as PENDING and sent by `cloud_submit`
+    (rate limiter, retries, no duplicates), which updates each row.
+    Exit 0 only if every job was submitted.
     """
-    raise CalibanError("cloud submission is not available yet", 1)
+    from caliban import cloud_auth, cloud_client, cloud_submit, history
+    from caliban.history import image_rebuild, recorder
+
+    credentials, _ = cloud_auth.load_credentials(getattr(args, "cloud_key", None))
+    api_endpoint = getattr(args, "api_endpoint", None) or None
+    client = cloud_client.CloudClient(plan.backend, plan.project_id, plan.region, credentials,
+                                      api_endpoint=api_endpoint)
+    image_uri, docker_id, digest = plan.image, None, None
+    if plan.image_is_placeholder:
+        from caliban import image_push
+        from caliban.commands._local import build_for
+        from caliban.targets import classify_target
+
+        docker_id = build_for(args, classify_target(args.module, os.getcwd()),
+                              gpu=not getattr(args, "nogpu", False))
+        repository = plan.image[: -len(":" + IMAGE_TAG_PLACEHOLDER)]
+        pushed = image_push.push_image(docker_id, repository, credentials=credentials)
+        image_uri, digest = pushed.uri, pushed.digest
+
+    sweep = build_jobs(plan, image_uri)
+    jobs = [
+        cloud_submit.SubmitJob(key=p.caliban_key, body=p.request, display_name=p.job.name, index=p.index)
+        for p in sweep.jobs
+    ]
+    cloud_submit.check_bodies(plan.backend, jobs)  # a malformed sweep records and sends nothing
+    with history.open_store() as store:
+        recorded = recorder.record_cloud_sweep(
+            store,
+            xgroup=getattr(args, "xgroup", None),
+            backend=plan.backend,
+            project=plan.project_id,
+            region=plan.region,
+            api_endpoint=api_endpoint,
+            jobs=[history.NewJob(args=list(p.job.args), request=p.request, caliban_key=p.caliban_key,
+                                 name=p.job.name) for p in sweep.jobs],
+            image_uri=image_uri,
+            docker_id=docker_id,
+            digest=digest,
+            build_args=image_rebuild.cloud_build_args(args, os.getcwd()),
+        )
+        for job, row in zip(jobs, recorded.job_ids):
+            job.payload = row
+        record = recorder.CloudSweepRecorder(store)
+        print(f"Submitting {len(jobs)} job(s) to {BACKEND_TITLES[plan.backend]} in {plan.region} "
+              f"(experiment group {recorded.group})", file=sys.stderr)
+        result = cloud_submit.Submitter(
+            client,
+            rate_limit=getattr(args, "rate_limit", None) or 60,
+            reporter=cloud_submit.ConsoleReporter(sys.stdout, progress=sys.stderr.isatty()),
+        ).submit(
+            jobs,
+            on_before_send=record.on_before_send,
+            on_result=record.on_result,
+            resume_hint=(f"To resume once the problem is fixed: caliban resubmit --xgroup {recorded.group} "
+                         "(jobs already submitted are not sent again)"),
+        )
+    return result.exit_code
 
 
 def _warn(warnings: Sequence[str]) -> None:

@@ -1,0 +1,157 @@
+"""`python -m caliban cloud` end to end: real google-auth, googleapiclient, emulator, engine and registry."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests import cloud_emulator as ce
+
+REPO = Path(__file__).resolve().parent.parent
+REGISTRY = os.environ.get("CALIBAN_TEST_REGISTRY", "127.0.0.1:5000")
+BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
+IMAGE_TAG = "us-central1-docker.pkg.dev/caliban-test/caliban/trainer:v1"
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A tiny research project with a three-experiment sweep."""
+    root = tmp_path / "proj"
+    (root / "trainer").mkdir(parents=True)
+    (root / "trainer" / "__init__.py").write_text("")
+    (root / "trainer" / "train.py").write_text("import sys\nprint('args', sys.argv[1:])\n")
+    (root / "experiment.json").write_text(json.dumps({"lr": [0.1, 0.01, 0.001]}))
+    return root
+
+
+@pytest.fixture
+def emu(tmp_path):
+    with ce.CloudEmulator(gpu_quota={"NVIDIA_TESLA_P100": 2}) as emulator:
+        emulator.key_path = emulator.write_service_account_key(tmp_path / "key.json")
+        yield emulator
+
+
+def caliban(project, tmp_path, *argv, env_extra=None, drop=()):
+    env = dict(os.environ, CALIBAN_DB_URL=str(tmp_path / "history.db"), PYTHONPATH=str(REPO),
+               CALIBAN_BASE_IMAGE=BASE_IMAGE)
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "CALIBAN_API_ENDPOINT", "PROJECT_ID", *drop):
+        env.pop(name, None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "caliban", "cloud", *argv], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def history_rows(tmp_path):
+    conn = sqlite3.connect(tmp_path / "history.db")
+    try:
+        return conn.execute("SELECT status, caliban_key, remote_id FROM job ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
+def test_sweep_with_image_tag_submits_each_job_once(emu, project, tmp_path, backend):
+    emu.inject(ce.DROP_AFTER_CREATE)
+    emu.inject(ce.RATE_LIMIT)
+    r = caliban(project, tmp_path, "--api_endpoint", emu.url, "--cloud_key", emu.key_path,
+                "--project_id", "caliban-test", "--backend", backend, "--image_tag", IMAGE_TAG, "--nogpu",
+                "--experiment_config", "experiment.json", "trainer.train")
+    assert r.returncode == 0, r.stderr
+    assert "Submitted 3 of 3 jobs (1 found by label after an unanswered request); 0 failed; 0 skipped." in r.stdout
+    logs = "gcloud ai custom-jobs stream-logs" if backend == "vertex" else "gcloud ai-platform jobs stream-logs"
+    assert r.stdout.count(logs) == 3
+    counts = emu.counts_by_key(backend=backend)
+    assert len(counts) == 3 and set(counts.values()) == {1}
+    stored = emu.jobs(backend)
+    image = (stored[0]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] if backend == "vertex"
+             else stored[0]["trainingInput"]["masterConfig"]["imageUri"])
+    assert image == IMAGE_TAG
+    rows = history_rows(tmp_path)
+    assert [status for status, _, _ in rows] == ["SUBMITTED"] * 3
+    assert {key for _, key, _ in rows} == set(counts)
+
+
+def test_quota_stop_reports_quota_and_how_to_resume(emu, project, tmp_path):
+    (project / "experiment.json").write_text(json.dumps({"lr": [1, 2, 3, 4]}))
+    r = caliban(project, tmp_path, "--api_endpoint", emu.url, "--cloud_key", emu.key_path,
+                "--project_id", "caliban-test", "--image_tag", IMAGE_TAG, "--gpu_spec", "1xP100",
+                "--rate_limit", "600", "--experiment_config", "experiment.json", "trainer.train")
+    assert r.returncode == 1
+    assert "aiplatform.googleapis.com/custom_model_training_nvidia_tesla_p100_gpus" in r.stdout
+    assert "Submitted 2 of 4 jobs" in r.stdout
+    assert "Not submitted (2)" in r.stdout and "caliban resubmit --xgroup" in r.stdout
+    assert len(emu.jobs()) == 2
+    statuses = [s for s, _, _ in history_rows(tmp_path)]
+    assert statuses[:2] == ["SUBMITTED", "SUBMITTED"] and "SUBMITTED" not in statuses[2:]
+
+
+def test_no_credentials_fails_before_any_build(emu, project, tmp_path):
+    r = caliban(project, tmp_path, "--api_endpoint", emu.url, "--project_id", "caliban-test", "--nogpu",
+                "--image_repo", f"{REGISTRY}/test/caliban", "trainer.train",
+                env_extra={"HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+                           "NO_GCE_CHECK": "True", "DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert r.returncode == 1
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "gcloud auth application-default login" in lines[0], r.stderr
+    assert emu.requests == []
+
+
+# -- build + push to the loopback registry ----------------------------------------
+
+
+def _engine_and_registry():
+    try:
+        import docker
+
+        client = docker.from_env(timeout=300)
+        client.ping()
+        client.images.get(BASE_IMAGE)
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).read()
+        return client
+    except Exception as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable with CI=true: {e}")
+        pytest.skip(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable: {e}")
+
+
+def test_build_push_and_submit_through_the_loopback_registry(emu, project, tmp_path):
+    client = _engine_and_registry()
+    repo = f"{REGISTRY}/test/caliban"
+    argv = ("--api_endpoint", emu.url, "--cloud_key", emu.key_path, "--project_id", "caliban-test", "--nogpu",
+            "--image_repo", repo, "--experiment_config", "experiment.json", "trainer.train")
+    pushed = None
+    try:
+        r = caliban(project, tmp_path, *argv)
+        assert r.returncode == 0, r.stderr[-3000:]
+        images = {j["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] for j in emu.jobs()}
+        assert len(images) == 1 and len(emu.jobs()) == 3
+        pushed = images.pop()
+        assert pushed.startswith(f"{repo}/proj:c")
+        name, tag = pushed[len(REGISTRY) + 1:].rsplit(":", 1)
+        tags = json.loads(urllib.request.urlopen(f"http://{REGISTRY}/v2/{name}/tags/list", timeout=10).read())
+        assert tag in tags["tags"]
+        assert f"Pushed {pushed}" in r.stderr
+
+        # Same project, same image content: the registry already has it.
+        again = caliban(project, tmp_path, *argv)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "already in the registry: not pushed again" in again.stderr
+        assert len(emu.jobs()) == 6
+    finally:
+        if pushed:
+            name, tag = pushed[len(REGISTRY) + 1:].rsplit(":", 1)
+            head = urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{tag}", method="HEAD",
+                                          headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+            with urllib.request.urlopen(head, timeout=10) as resp:
+                digest = resp.headers["Docker-Content-Digest"]
+            urllib.request.urlopen(urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{digest}",
+                                                          method="DELETE"), timeout=10).read()
+            try:
+                client.images.remove(pushed, force=True)
+            except Exception:
+                pass
