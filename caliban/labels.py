@@ -49,6 +49,7 @@ def sanitize_labels(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return labels
 
 
+@lru_cache(maxsize=65536)
 def _is_flag(token: str) -> bool:
     return token.startswith("-") and len(token) > 1 and not _NUMBER.fullmatch(token)
 
