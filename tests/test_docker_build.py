@@ -256,3 +256,33 @@ def test_unreachable_engine_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(CalibanError, match="cannot reach the Docker engine at unix:///nonexistent/docker.sock"):
         connect()
+
+
+def test_run_jobs_calls_hooks_and_labels_each_container(client, module_build):
+    from caliban.docker_run import Job, JobHooks, run_jobs
+
+    events = []
+
+    class Recorder(JobHooks):
+        def on_job_start(self, job):
+            events.append(("start", job.index))
+
+        def on_container_start(self, job, container_id):
+            labels = client.api.inspect_container(container_id)["Config"]["Labels"]
+            events.append(("container", job.index, labels.get("caliban.job") == job.job_id))
+
+        def on_job_end(self, job, exit_code, container_id):
+            events.append(("end", job.index, exit_code, container_id == job.container_id))
+
+    jobs = [Job(1, 2, ["--fail", "0"]), Job(2, 2, ["--fail", "4"])]
+    out, err = io.StringIO(), io.StringIO()
+    result = run_jobs(client, jobs, lambda job: ContainerSpec(image=module_build.image_id, args=job.args,
+                                                              labels=dict(TEST_LABEL)),
+                      hooks=Recorder(), stdout=out, stderr=err)
+    assert events == [
+        ("start", 1), ("container", 1, True), ("end", 1, 0, True),
+        ("start", 2), ("container", 2, True), ("end", 2, 4, True),
+    ]
+    assert [j.exit_code for j in result.failed] == [4]
+    assert "[2/2] module-target v1 args=--fail 4" in out.getvalue()
+    assert not client.containers.list(all=True, filters={"label": "caliban.test=1"})
