@@ -1,0 +1,86 @@
+"""The API client without a server: endpoints, error classification, light imports."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from caliban import cloud_client
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class _NoCredentials:
+    """Enough of a credentials object to build requests (nothing is sent)."""
+
+    universe_domain = "googleapis.com"
+    token = None
+    valid = True
+
+    def before_request(self, *args):
+        raise AssertionError("no request may be sent in this test")
+
+
+def request_uri(backend, region, endpoint=None):
+    client = cloud_client.CloudClient(backend, "proj", region, _NoCredentials(), api_endpoint=endpoint)
+    return client._jobs().create(parent=client.parent, body={}).uri
+
+
+def test_vertex_uses_the_regional_endpoint():
+    assert request_uri("vertex", "europe-west4").startswith(
+        "https://europe-west4-aiplatform.googleapis.com/v1/projects/proj/locations/europe-west4/customJobs?")
+
+
+def test_ml_v1_uses_the_global_endpoint():
+    assert request_uri("ml_v1", "us-central1").startswith("https://ml.googleapis.com/v1/projects/proj/jobs?")
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:8080", "http://127.0.0.1:8080/"])
+def test_api_endpoint_overrides(endpoint):
+    assert request_uri("vertex", "us-central1", endpoint).startswith(
+        "http://127.0.0.1:8080/v1/projects/proj/locations/us-central1/customJobs?")
+
+
+def test_unknown_backend_is_an_error():
+    with pytest.raises(cloud_client.CalibanError, match="unknown backend"):
+        cloud_client.CloudClient("gke", "p", "r", _NoCredentials())
+
+
+@pytest.mark.parametrize(
+    "code, status, message, kind",
+    [
+        (429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Resource management (CRUD) requests' and "
+                                    "limit 'Resource management (CRUD) requests per minute per region'", cloud_client.RATE_LIMITED),
+        (429, "RESOURCE_EXHAUSTED", "The following quota metrics exceed quota limits: "
+                                    "aiplatform.googleapis.com/custom_model_training_nvidia_l4_gpus", cloud_client.QUOTA_EXHAUSTED),
+        (429, "RESOURCE_EXHAUSTED", "The following quota metrics exceed quota limits: "
+                                    "aiplatform.googleapis.com/custom_model_training_cpus", cloud_client.QUOTA_EXHAUSTED),
+        (429, "RESOURCE_EXHAUSTED", "Too many requests", cloud_client.RATE_LIMITED),
+        (503, "UNAVAILABLE", "The service is currently unavailable.", cloud_client.SERVER_ERROR),
+        (500, "INTERNAL", "Internal error", cloud_client.SERVER_ERROR),
+        (409, "ALREADY_EXISTS", "exists", cloud_client.CONFLICT),
+        (403, "PERMISSION_DENIED", "denied", cloud_client.UNAUTHENTICATED),
+        (400, "INVALID_ARGUMENT", "bad", cloud_client.REJECTED),
+    ],
+)
+def test_classify(code, status, message, kind):
+    assert cloud_client.classify(code, status, message) == kind
+
+
+def test_quota_metric_is_parsed():
+    error = cloud_client.CloudApiError(
+        429, "RESOURCE_EXHAUSTED",
+        "The following quota metrics exceed quota limits: aiplatform.googleapis.com/custom_model_training_cpus",
+        cloud_client.QUOTA_EXHAUSTED)
+    assert error.quota_metric == "aiplatform.googleapis.com/custom_model_training_cpus"
+
+
+def test_importing_the_cloud_modules_stays_light():
+    code = ("import sys, caliban.cloud_client, caliban.cloud_submit, caliban.cloud_auth, caliban.cloud_schema, "
+            "caliban.image_push\n"
+            "heavy = [m for m in ('googleapiclient', 'google.auth', 'docker', 'httplib2', 'requests', 'tqdm') "
+            "if m in sys.modules]\n"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
