@@ -239,3 +239,96 @@ def test_retarget_request_keeps_everything_else():
     assert body["labels"]["caliban_key"] == "k-1"  # the input is not modified
     v = resend.retarget_request("vertex", vertex_body("k", 0), image="reg/y:1")
     assert v["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] == "reg/y:1"
+
+
+# ---------------------------------------------------- end to end: real `caliban cloud`
+
+REGISTRY = os.environ.get("CALIBAN_TEST_REGISTRY", "127.0.0.1:5000")
+BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
+
+
+def engine_and_registry():
+    import urllib.request
+
+    try:
+        import docker
+
+        client = docker.from_env(timeout=300)
+        client.ping()
+        client.images.get(BASE_IMAGE)
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).read()
+        return client
+    except Exception as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable with CI=true: {e}")
+        pytest.skip(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable: {e}")
+
+
+def delete_from_registry(uri):
+    import urllib.request
+
+    name, tag = uri[len(REGISTRY) + 1:].rsplit(":", 1)
+    head = urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{tag}", method="HEAD",
+                                  headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(head, timeout=10) as resp:
+        digest = resp.headers["Docker-Content-Digest"]
+    urllib.request.urlopen(urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{digest}",
+                                                  method="DELETE"), timeout=10).read()
+
+
+def test_real_cloud_sweep_killed_then_resubmitted_rebuilds_and_finishes(tmp_path, emulator):
+    import json
+    import uuid
+
+    client = engine_and_registry()
+    project = tmp_path / "proj"
+    (project / "trainer").mkdir(parents=True)
+    (project / "trainer" / "__init__.py").write_text("")
+    (project / "trainer" / "train.py").write_text("import sys\nprint(sys.argv[1:])\n")
+    n = 10
+    (project / "exp.json").write_text(json.dumps({"seed": list(range(n))}))
+    db = tmp_path / "h.db"
+    env = dict(env_for(db, emulator), CALIBAN_BASE_IMAGE=BASE_IMAGE)
+    repo = f"{REGISTRY}/test-history/{uuid.uuid4().hex[:8]}"
+    cloud_argv = [sys.executable, "-m", "caliban", "cloud", "--xgroup", "e2e", "--api_endpoint", emulator.url,
+                  "--project_id", PROJECT, "--nogpu", "--image_repo", repo, "--rate_limit", "60",
+                  "--experiment_config", "exp.json", "trainer.train"]
+    pushed = set()
+    try:
+        proc = subprocess.Popen(cloud_argv, cwd=project, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 400  # includes the first image build
+        while len(emulator.jobs()) < 3 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+        before = len(emulator.jobs())
+        assert 3 <= before < n, err[-3000:]
+        pushed |= {j["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] for j in emulator.jobs()}
+
+        out = subprocess.run([sys.executable, "-m", "caliban", "resubmit", "--xgroup", "e2e", "--yes",
+                              "--rate_limit", "6000"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+        # Rebuilt and pushed (an unchanged project normally gives the same content tag, which the
+        # registry already has; a layer cache pruned meanwhile gives a new tag, pushed).
+        assert "[build] step 1/" in out.stderr
+        assert "already in the registry: not pushed again" in out.stderr or "Pushed " in out.stderr
+        jobs = emulator.jobs()
+        pushed |= {j["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] for j in jobs}
+        assert all(uri.startswith(f"{repo}/proj:c") for uri in pushed)
+        assert sorted(j["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"][-1] for j in jobs) == \
+            sorted(str(i) for i in range(n))
+        assert set(emulator.counts_by_key().values()) == {1} and len(jobs) == n
+        with history.Store(db) as s:
+            rows = s.jobs(group="e2e")
+            assert len(rows) == n and all(r.status == states.SUBMITTED for r in rows)
+            image = s.image(s.experiment(rows[0].experiment_id).image_id)
+            assert image.build_args["target"] == "trainer.train" and image.build_args["gpu"] is False
+    finally:
+        for uri in pushed:
+            try:
+                delete_from_registry(uri)
+                client.images.remove(uri, force=True)
+            except Exception:
+                pass

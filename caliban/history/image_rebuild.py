@@ -7,6 +7,9 @@ goes where the recorded image went unless `--image_repo` says otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 from caliban.errors import CalibanError
 
 
@@ -24,6 +27,47 @@ def cloud_build_args(args, project_dir: str, image_repo: str | None = None) -> d
     }
 
 
+def repository_of(uri: str) -> str:
+    """`host:port/path/name:tag` (or `@sha256:...`) -> `host:port/path/name`."""
+    uri = uri.split("@", 1)[0]
+    head, _, last = uri.rpartition("/")
+    if ":" in last:
+        last = last.split(":", 1)[0]
+    return f"{head}/{last}" if head else last
+
+
+def push_repository(
+    build_args: dict,
+    *,
+    image_repo: str | None,
+    project: str | None,
+    region: str | None,
+    recorded_uri: str | None,
+) -> str:
+    """Where the rebuilt image goes: `--image_repo` if given, else where it went before."""
+    from caliban.commands import cloud
+
+    project_dir = build_args["project_dir"]
+    if image_repo:
+        return repository_of(cloud.planned_image(region or "us-central1", project, image_repo, project_dir))
+    if recorded_uri:
+        return repository_of(recorded_uri)
+    repo = build_args.get("image_repo") or cloud._configured_image_repo(project_dir)
+    if not repo and not project:
+        raise CalibanError("no image repository recorded for this group; pass --image_repo or --project_id")
+    return repository_of(cloud.planned_image(region or "us-central1", project, repo, project_dir))
+
+
+@contextlib.contextmanager
+def _inside(directory: str):
+    before = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def rebuild_and_push(
     build_args: dict,
     *,
@@ -33,4 +77,36 @@ def rebuild_and_push(
     cloud_key: str | None,
     recorded_uri: str | None,
 ) -> str:
-    raise CalibanError("rebuilding images for resubmit needs caliban.image_push, not available yet")
+    """Builds the image again as `caliban cloud` did, pushes it, returns its URI.
+
+    The build runs from the recorded project directory (as the original
+    command did, so relative `-d` dirs mean the same); an unchanged project
+    hits the layer cache and yields the same content tag, which the push
+    finds in the registry and skips.
+    """
+    from caliban import cloud_auth, image_push
+    from caliban.docker_engine import build_image
+    from caliban.targets import classify_target
+
+    project_dir = build_args["project_dir"]
+    if not os.path.isdir(project_dir):
+        raise CalibanError(
+            f"the project directory {project_dir} recorded for this group is gone; "
+            "resubmit needs it to rebuild the image"
+        )
+    repository = push_repository(
+        build_args, image_repo=image_repo, project=project, region=region, recorded_uri=recorded_uri
+    )
+    credentials, _ = cloud_auth.load_credentials(cloud_key)
+    with _inside(project_dir):
+        target = classify_target(build_args["target"], project_dir)
+        image_id = build_image(
+            project_dir,
+            target,
+            gpu=bool(build_args.get("gpu", True)),
+            extras=build_args.get("extras") or [],
+            dirs=build_args.get("dirs") or [],
+            no_cache=bool(build_args.get("no_cache", False)),
+            credentials_path=cloud_key,
+        )
+    return image_push.push_image(image_id, repository, credentials=credentials).uri
