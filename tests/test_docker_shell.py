@@ -47,3 +47,41 @@ def test_shell_opens_a_prompt_in_the_container_with_the_project_mounted(client, 
         assert not client.containers.list(all=True, filters={"label": "caliban.shell=1", "status": "running"})
     finally:
         cleanup(client, root)
+
+
+def test_notebook_serves_jupyter_on_the_port_and_ctrl_c_stops_it(client, tmp_path):
+    import socket as _socket
+    import urllib.request
+
+    import pexpect
+
+    from caliban.commands.notebook import first_free_port
+
+    root = str(tmp_path / "nbproj")
+    write(root, ".calibanconfig.json", '{"base_image": "%s"}' % BASE_IMAGE)
+    port = first_free_port(18888)
+    env = dict(os.environ, CALIBAN_DB_URL=str(tmp_path / "history.db"))
+    try:
+        child = pexpect.spawn(PYTHON, ["-m", "caliban", "notebook", "--nogpu", "--bare", "--port", str(port)],
+                              cwd=root, env=env, encoding="utf-8", timeout=600)
+        child.expect(rf"http://127\.0\.0\.1:{port}/\S*")
+        deadline = 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=10) as resp:
+                    assert resp.status == 200 and b"version" in resp.read()
+                break
+            except (OSError, _socket.timeout):
+                deadline -= 1
+                if deadline == 0:
+                    raise
+                import time
+
+                time.sleep(1)
+        child.sendintr()
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 130
+        assert not client.containers.list(all=True, filters={"label": "caliban.notebook=1"})
+    finally:
+        cleanup(client, root)
