@@ -26,7 +26,7 @@ WORK = ROOT / "bench" / ".work"
 
 # Output that means "this command does not exist (yet)" rather than "it broke".
 _NOT_AVAILABLE = re.compile(
-    r"invalid choice|unrecognized arguments|No such file or directory|"
+    r"invalid choice|unrecognized arguments|"
     r"not available yet|not implemented|NotImplementedError|No module named 'caliban\.",
     re.I)
 
@@ -158,7 +158,19 @@ def run_once(cmd: list[str], cwd: Optional[Path] = None, env: Optional[dict] = N
             "timed_out": bool(timed_out), "out": out, "err": err}
 
 
+def key_lines(text: str, n: int = 6) -> str:
+    """The lines that say what went wrong (errors first, then the tail)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    hits = [ln for ln in lines if re.search(r"error|denied|failed|cannot|not found", ln, re.I)
+            and not ln.lstrip().startswith(("File \"", "Traceback"))]
+    picked = hits[:n]
+    rest = [ln for ln in lines[-3:] if ln not in picked]
+    return "\n".join(picked + (["..."] if picked and rest else []) + rest)
+
+
 def tail(text: str, n: int = 8) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return "\n".join(lines[-n:])
 

@@ -73,6 +73,26 @@ def _image_id(output: str, before: set[str], iidfile: Path | None = None) -> str
     return sorted(new)[0] if len(new) == 1 else None
 
 
+_STEP_ID_RE = re.compile(r"^ ---> ([0-9a-f]{12})\s*$", re.M)
+
+
+def _cleanup_layers(output: str, protect: set[str]) -> None:
+    """After a failed build: remove the layers it printed (legacy builder's
+    ` ---> ID` lines), newest first, without force, so that nothing tagged or
+    used by someone else's image can go (docker refuses those). The failed
+    step's stopped container (`Running in ID`) goes first: it pins its layer."""
+    for cid in re.findall(r"Running in ([0-9a-f]{12})", output):
+        _docker("rm", cid)
+    for short in reversed(_STEP_ID_RE.findall(output)):
+        if any(p.replace("sha256:", "").startswith(short) for p in protect):
+            continue
+        _docker("rmi", short)
+
+
+def _image_full_id(ref: str) -> str:
+    return _docker("image", "inspect", "-f", "{{.Id}}", ref).stdout.strip()
+
+
 def _example_module(project: Path) -> str:
     """The module the example runs: from its Makefile/README conventions,
     else the first package with a train.py/main.py."""
@@ -140,10 +160,30 @@ def _ensure_user() -> tuple[list[str], dict] | str:
                                                "LOGNAME": BENCH_USER}
 
 
+def _user_venv(wrap: list[str], res: dict) -> str | None:
+    import old_caliban
+    usable = []
+    for interp in old_caliban._interpreters() + ["/usr/bin/python3"]:
+        p = subprocess.run(wrap + [interp, "-c", "pass"], capture_output=True)
+        if p.returncode == 0 and interp not in usable:
+            usable.append(interp)
+    if not usable:
+        res["old_user_venv_error"] = f"no Python interpreter that user {BENCH_USER} can run"
+        return None
+    try:
+        ver, note = old_caliban.ensure(bl.WORK, "caliban-0.4.2-unprivileged", usable)
+    except Exception as e:
+        res["old_user_venv_error"] = f"Caliban 0.4.2 install for {BENCH_USER} failed: {e}"
+        return None
+    res["old_user_venv"] = f"bench/.work/caliban-0.4.2-unprivileged: {note}"
+    return str(bl.WORK / "caliban-0.4.2-unprivileged" / "bin" / "caliban")
+
+
 def _one_builder(name: str, project: Path, build_cmd, rebuild_cmd, env: dict,
                  module: str, user_wrap=None, iidfile: Path | None = None) -> dict:
     res: dict = {"builder": name, "status": "ok"}
     created: list[str] = []
+    protect = {_image_full_id(BASE_IMAGE), _image_full_id(ADJUSTED_BASE)} - {""}
     try:
         before = _images()
         if iidfile is not None:
@@ -151,9 +191,10 @@ def _one_builder(name: str, project: Path, build_cmd, rebuild_cmd, env: dict,
         r = bl.run_once(build_cmd, cwd=project, env=env, timeout=TIMEOUT, user_wrap=user_wrap)
         out = r["out"] + r["err"]
         if r["rc"] != 0 or r["timed_out"]:
+            _cleanup_layers(out, protect)
             status = "not_available" if bl._NOT_AVAILABLE.search(out) else "failed"
             res.update(status=status, error=("timed out" if r["timed_out"] else
-                                             f"exit code {r['rc']}: " + bl.tail(out, 12)))
+                                             f"exit code {r['rc']}: " + bl.key_lines(out)))
             return res
         first_id = _image_id(out, before, iidfile)
         created.append(first_id)
@@ -168,8 +209,9 @@ def _one_builder(name: str, project: Path, build_cmd, rebuild_cmd, env: dict,
         r = bl.run_once(rebuild_cmd, cwd=project, env=env, timeout=TIMEOUT, user_wrap=user_wrap)
         out = r["out"] + r["err"]
         if r["rc"] != 0 or r["timed_out"]:
+            _cleanup_layers(out, protect)
             res.update(status="failed", error="rebuild: " + ("timed out" if r["timed_out"] else
-                                                             f"exit code {r['rc']}: " + bl.tail(out, 12)))
+                                                             f"exit code {r['rc']}: " + bl.key_lines(out)))
             return res
         second_id = _image_id(out, before, iidfile)
         created.append(second_id)
@@ -187,7 +229,7 @@ def run(tools: bl.Tools, quick: bool = False) -> dict:
     res = {"id": "build", "title": "Image build of example/ (first build, rebuild after a one-file edit)",
            "goal": "rebuild close to the hand-written Dockerfile's; image no bigger",
            "base_image": BASE_IMAGE}
-    example = bl.ROOT / "example"
+    example = Path(os.environ.get("CALIBAN_BENCH_EXAMPLE", bl.ROOT / "example"))
     if not example.is_dir():
         for side in ("new", "old", "limit"):
             res[side] = bl.unavailable("example/ (the bundled example project) does not exist yet")
@@ -241,6 +283,11 @@ def run(tools: bl.Tools, quick: bool = False) -> dict:
             wrap, extra = u
             res["old_runs_as"] = BENCH_USER if wrap else pwd.getpwuid(os.geteuid()).pw_name
             old = str(tools.old_caliban)
+            if wrap:
+                # The timing cases' 0.4.2 venv may sit on an interpreter the
+                # unprivileged user cannot reach (e.g. under /root): give the
+                # user its own 0.4.2 venv on an interpreter it can run.
+                old = _user_venv(wrap, res)
             env = bl.clean_env(extra)
 
             def old_build(base: str, label: str) -> dict:
@@ -258,8 +305,11 @@ def run(tools: bl.Tools, quick: bool = False) -> dict:
                                     [old, "build", "--nogpu", module], env, module,
                                     user_wrap=wrap or None)
 
-            res["old"] = old_build(BASE_IMAGE, "0.4.2")
-            if res["old"]["status"] != "ok":
+            if old is None:
+                res["old"] = {"status": "failed", "error": res.pop("old_user_venv_error")}
+            else:
+                res["old"] = old_build(BASE_IMAGE, "0.4.2")
+            if old is not None and res["old"]["status"] != "ok":
                 # How 0.4.2 does once the base image is made to suit it: a
                 # `python` on PATH and pip allowed to install into the system
                 # Python (PEP 668 opt-out). Reported separately, never as the

@@ -59,16 +59,18 @@ def _pyver(venv: Path) -> str:
     return p.stdout.strip()
 
 
-def ensure(work: Path) -> tuple[str, str]:
-    """Returns (python version of the 0.4.2 venv, how it was installed)."""
-    venv = work / "caliban-0.4.2"
+def ensure(work: Path, name: str = "caliban-0.4.2",
+           interpreters: list[str] | None = None) -> tuple[str, str]:
+    """Installs into work/name unless already there; returns (python version
+    of the 0.4.2 venv, how it was installed)."""
+    venv = work / name
     marker = venv / ".bench-installed.json"
     if marker.exists() and _works(venv):
         info = json.loads(marker.read_text())
         return info["python"], info["note"] + " (reused)"
 
     errors = []
-    for interp in _interpreters():
+    for interp in (interpreters if interpreters is not None else _interpreters()):
         for pinned in (True, False):
             if pinned and not CONSTRAINTS.exists():
                 continue
