@@ -72,7 +72,24 @@ def main(args: argparse.Namespace, hooks=None) -> int:
     if gpu:
         check_gpu_support(client)
     image = args.image_id or build_for(args, target, gpu=gpu, client=client)
-    result = run_jobs(client, jobs(), lambda job: make_spec(image, job), hooks=hooks)
+    if hooks is None:
+        hooks = history_hooks(args, cwd)
+    try:
+        if hasattr(hooks, "set_image"):
+            hooks.set_image(image)
+        result = run_jobs(client, jobs(), lambda job: make_spec(image, job), hooks=hooks)
+    finally:
+        if hasattr(hooks, "close"):
+            hooks.close()
     for line in summary_lines(result):
         print(line, file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def history_hooks(args: argparse.Namespace, project_dir: str):
+    """The job history's recorder when it is available, else no hooks."""
+    try:
+        from caliban.history.recorder import local_run_hooks
+    except ImportError:
+        return None
+    return local_run_hooks(args, project_dir)
