@@ -159,3 +159,25 @@ class LocalRunRecorder:
         if self.store is not None:
             self.store.close()
             self.store = None
+
+
+def local_run_hooks(args: Any, project_dir: str | None = None) -> LocalRunRecorder:
+    """The recorder for a `caliban run` invocation (call only when not --dry_run)."""
+    import os
+
+    project_dir = os.path.abspath(project_dir or os.getcwd())
+    build_args = {
+        "project_dir": project_dir,
+        "target": getattr(args, "module", None),
+        "gpu": not getattr(args, "nogpu", False),
+        "extras": list(getattr(args, "extras", None) or []),
+        "dirs": list(getattr(args, "dir", None) or []),
+        "no_cache": bool(getattr(args, "no_cache", False)),
+        "image_id": getattr(args, "image_id", None) or None,
+        "docker_run_args": getattr(args, "docker_run_args", None) or "",
+    }
+    return LocalRunRecorder(
+        xgroup=getattr(args, "xgroup", None),
+        build_args=build_args,
+        image_id=getattr(args, "image_id", None) or None,
+    )
