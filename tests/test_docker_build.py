@@ -157,8 +157,9 @@ def test_dry_run_prints_docker_commands_without_building(project):
     import json
 
     data = json.loads(result.stdout)
-    assert data["image"] == "img:1" and data["jobs"][0]["args"] == ["--z"]
-    assert data["jobs"][0]["command"][-2:] == ["img:1", "--z"]
+    assert isinstance(data, list) and len(data) == 1
+    assert data[0]["image"] == "img:1" and data[0]["args"] == ["--z"] and data[0]["job"] == 1
+    assert data[0]["command"][-2:] == ["img:1", "--z"]
 
 
 def test_credentials_are_mounted_read_only_not_copied(client, project, module_build, tmp_path):

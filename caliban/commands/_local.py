@@ -46,9 +46,11 @@ def workspace_mounts(bare: bool):
 
 
 def print_dry_run(args, image: str, entries: list[dict], note: str | None = None) -> None:
-    """entries: {"job": n, "args": [...], "command": [...]}"""
+    """entries: {"job": n, "args": [...], "command": [...]}. Text: one shell
+    command per line; json: one array of {"job", "image", "args", "command"}."""
     if getattr(args, "format", "text") == "json":
-        json.dump({"image": image, "jobs": entries}, sys.stdout, indent=2)
+        json.dump([{"job": e["job"], "image": image, "args": e["args"], "command": e["command"]} for e in entries],
+                  sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
     if note:
