@@ -1,5 +1,5 @@
-"""Local run history against the real Docker engine: `caliban run` with the history's hooks,
-then `caliban status` and `caliban stop` from other processes."""
+"""Local run history against the real Docker engine: `caliban run` records its jobs,
+`caliban status` and `caliban stop` read and stop them from other processes."""
 
 import json
 import os
@@ -17,27 +17,6 @@ from tests.test_history_cli import caliban, docker_client
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
-
-# `caliban run` as main.py will call it once the history is hooked up: the
-# same parser, the run command, and the history's JobHooks.
-RUN = textwrap.dedent(
-    """
-    import sys
-    sys.path.insert(0, {repo!r})
-    from caliban.main import parse_args
-    from caliban.commands import run
-    from caliban.history.recorder import local_run_hooks
-    args = parse_args(sys.argv[1:])
-    hooks = None if args.dry_run else local_run_hooks(args)
-    try:
-        code = run.main(args, hooks=hooks) if hooks else run.main(args)
-    finally:
-        if hooks:
-            hooks.close()
-    sys.exit(code)
-    """
-)
-
 
 @pytest.fixture
 def project(tmp_path):
@@ -66,7 +45,7 @@ def project(tmp_path):
 
 def run(project, db, *argv, wait=True):
     env = dict(os.environ, CALIBAN_DB_URL=str(db), PYTHONPATH=str(REPO), CALIBAN_BASE_IMAGE=BASE_IMAGE)
-    cmd = [sys.executable, "-c", RUN.format(repo=str(REPO)), "run", "--nogpu", *argv]
+    cmd = [sys.executable, "-m", "caliban", "run", "--nogpu", *argv]
     if not wait:
         return subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
