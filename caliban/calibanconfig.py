@@ -156,8 +156,8 @@ def load_calibanconfig(project_dir: str) -> CalibanConfig:
             import yaml
 
             data = yaml.safe_load(text)
-    except (ValueError, ImportError) as exc:
-        raise UsageError(f"{found[0]}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from None
-    except Exception as exc:  # yaml.YAMLError
-        raise UsageError(f"{found[0]}: not valid YAML: {exc}") from None
+    except Exception as exc:  # ValueError (JSON), yaml.YAMLError
+        kind = "JSON" if path.endswith(".json") else "YAML"
+        detail = " ".join(str(exc).split())
+        raise UsageError(f"{found[0]}: not valid {kind}: {detail}") from None
     return parse_calibanconfig(data, found[0])

@@ -95,13 +95,18 @@ def declared_extras(project_dir: str) -> set[str]:
             pass
     pyproject = os.path.join(project_dir, "pyproject.toml")
     if os.path.isfile(pyproject):
-        import tomllib
-
+        with open(pyproject, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
         try:
-            with open(pyproject, "rb") as fh:
-                data = tomllib.load(fh)
+            import tomllib  # Python 3.11+
+
+            data = tomllib.loads(text)
             found |= set((data.get("project") or {}).get("optional-dependencies") or {})
-        except (tomllib.TOMLDecodeError, AttributeError):
+        except ImportError:  # Python 3.10: read the table's keys by hand
+            table = re.search(r"^\[project\.optional-dependencies\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+            if table:
+                found |= set(re.findall(r"""^\s*["']?([A-Za-z0-9_.\-]+)["']?\s*=""", table.group(1), re.M))
+        except (ValueError, AttributeError):  # TOMLDecodeError is a ValueError
             pass
     return found
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -486,6 +489,28 @@ def run_jobs(
     hooks = hooks or JobHooks()
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    with _sigterm_as_interrupt():
+        return _run_jobs(client, jobs, make_spec, hooks, stdout, stderr)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """`kill` of caliban cleans up like Ctrl-C: the container is stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_jobs(client, jobs, make_spec, hooks, stdout, stderr) -> SweepResult:
     done: list[Job] = []
     for job in jobs:
         spec = make_spec(job)

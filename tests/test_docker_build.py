@@ -287,3 +287,27 @@ def test_run_jobs_calls_hooks_and_labels_each_container(client, module_build):
     assert [j.exit_code for j in result.failed] == [4]
     assert "[2/2] module-target v1 args=--fail 4" in out.getvalue()
     assert not client.containers.list(all=True, filters={"label": "caliban.test=1"})
+
+
+def test_sigterm_also_stops_the_container(client, project, module_build):
+    env = dict(os.environ, CALIBAN_DB_URL=os.path.join(os.path.dirname(project), "history.db"))
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "caliban", "run", "--nogpu", "--image_id", module_build.image_id, "trainer.train",
+         "--", "--sleep", "1", "--tag", "sigterm"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "sleeping" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    flt = {"label": "caliban.target=trainer.train"}
+    deadline = time.time() + 30
+    while time.time() < deadline and client.containers.list(all=True, filters=flt):
+        time.sleep(0.5)
+    assert not client.containers.list(all=True, filters=flt)

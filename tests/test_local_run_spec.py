@@ -130,3 +130,34 @@ def test_importing_the_cli_and_engine_modules_does_not_import_docker():
             "print('docker' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_declared_extras_from_setup_py_cfg_and_pyproject(tmp_path):
+    from caliban.docker_engine import declared_extras
+
+    (tmp_path / "setup.py").write_text(
+        "from setuptools import setup\n"
+        "setup(name='p', extras_require={\n    'cpu': ['a'],\n    \"gpu\": ['b'],\n})\n"
+    )
+    assert declared_extras(str(tmp_path)) == {"cpu", "gpu"}
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(name='p')\n")
+    assert declared_extras(str(tmp_path)) == set()
+    (tmp_path / "setup.cfg").write_text("[options.extras_require]\ngpu = torch\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\n[project.optional-dependencies]\ncpu = ["x"]\n')
+    assert declared_extras(str(tmp_path)) == {"cpu", "gpu"}
+
+
+def test_plan_adds_the_automatic_mode_extra_only_when_declared(tmp_path):
+    from caliban.calibanconfig import CalibanConfig
+    from caliban.docker_engine import plan_image
+
+    (tmp_path / "setup.py").write_text("setup(extras_require={'gpu': ['x']})\n")
+    (tmp_path / "main.py").write_text("")
+    target = argparse.Namespace(name="main.py", package_dir=".", command=["python", "main.py"])
+    cpu = plan_image(str(tmp_path), target, gpu=False, extras=["a,b"], config=CalibanConfig(), user=(0, 0))
+    gpu = plan_image(str(tmp_path), target, gpu=True, config=CalibanConfig(), user=(0, 0))
+    assert cpu.spec.extras == ("a", "b") and gpu.spec.extras == ("gpu",)
+    assert 'pip install ".[a,b]"' in cpu.dockerfile
+    assert cpu.include == ["setup.py", "."]
+    with pytest.raises(UsageError, match="-d/--dir 'nope'"):
+        plan_image(str(tmp_path), target, gpu=False, dirs=["nope"], config=CalibanConfig())
