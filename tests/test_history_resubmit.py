@@ -124,6 +124,30 @@ def test_sweep_killed_midway_then_resubmit_sends_every_job_exactly_once(tmp_path
     assert len(emulator.jobs(backend)) == n
 
 
+def test_resubmit_refuses_while_the_sweep_is_still_sending(tmp_path, emulator):
+    db, n = tmp_path / "h.db", 20
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWEEP.format(repo=str(REPO), image=IMAGE), str(db), emulator.url,
+         emulator.key_path, "vertex", "live", str(n), "30"],
+        env=env_for(db, emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while not emulator.jobs() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert emulator.jobs(), proc.stderr.read() if proc.poll() is not None else "nothing sent"
+        status = caliban(db, emulator, "status", "--xgroup", "live")
+        assert "still submitting them" in status.stdout, status.stdout
+        out = caliban(db, emulator, "resubmit", "--xgroup", "live", "--yes")
+        assert out.returncode == 1 and "still submitting to group live" in out.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+    out = caliban(db, emulator, "resubmit", "--xgroup", "live", "--yes", "--rate_limit", "6000")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert emulator.counts_by_key() == {f"live-{i}": 1 for i in range(n)}
+
+
 def test_created_but_unrecorded_job_is_adopted_not_sent_twice(tmp_path, emulator):
     """The worst moment to die: the create went through, the answer was never recorded."""
     db = tmp_path / "h.db"

@@ -272,3 +272,26 @@ def test_add_jobs_is_all_or_nothing(store):
                               history.NewJob(args=[], caliban_key="dup")], backend="vertex")
     assert len(store.jobs(group="sweep")) == 1
     assert len(store.experiments(g.id)) == 1
+
+
+def test_group_locks_shared_for_sweeps_exclusive_for_resubmit(tmp_path):
+    path = tmp_path / "h.db"
+    sweep1, sweep2, resubmit = history.Store(path), history.Store(path), history.Store(path)
+    try:
+        g = sweep1.create_group("g")
+        assert not resubmit.group_busy(g)
+        sweep1.lock_group(g, exclusive=False)
+        sweep2.lock_group(g, exclusive=False)  # two sweeps may share a group
+        assert resubmit.group_busy(g)
+        with pytest.raises(CalibanError, match="still submitting to group g"):
+            resubmit.lock_group(g, exclusive=True)
+        sweep1.close()
+        sweep2.close()  # closing (or dying) releases the lock
+        assert not resubmit.group_busy(g)
+        resubmit.lock_group(g, exclusive=True)
+        late = history.Store(path)
+        with pytest.raises(CalibanError, match="being resubmitted"):
+            late.lock_group(g, exclusive=False)
+        late.close()
+    finally:
+        resubmit.close()

@@ -56,6 +56,8 @@ def main(args: argparse.Namespace) -> int:
         group = store.group(args.xgroup)
         if group is None:
             raise CalibanError(f"no experiment group named {args.xgroup!r} in {store.path}")
+        # Exclusive: no sweep of this group is still sending its PENDING rows.
+        store.lock_group(group, exclusive=True)
         latest = store.jobs(group=group.name, latest_only=True)
         local = [j for j in latest if not j.is_cloud]
         cloud = [j for j in latest if j.is_cloud]

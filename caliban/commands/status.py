@@ -12,6 +12,8 @@ from caliban.errors import CalibanError
 
 # Without --xgroup, only the user's most recent groups are shown.
 RECENT_GROUPS = 5
+STATUS_ORDER = {s: i for i, s in enumerate(
+    ("RUNNING", "SUBMITTED", "PENDING", "STOPPING", "SUCCEEDED", "FAILED", "STOPPED"))}
 
 
 def age(stamp: float, now: float | None = None) -> str:
@@ -45,16 +47,17 @@ def collect(store, backends, xgroup: str | None, max_jobs: int, user: str) -> di
         groups = groups[hidden:]
     out = []
     for group in groups:
-        latest = store.jobs(group=group.name, latest_only=True)
-        shown = latest[-max_jobs:]
+        shown = store.jobs(group=group.name, latest_only=True, limit=max_jobs)
         shown = remote.refresh(store, backends, shown)
-        experiments = {e.id: e for e in store.experiments(group.id)}
+        experiments = store.experiment_count(group.id)
         out.append(
             {
                 "group": group,
-                "experiments": len(experiments),
-                "not_shown": len(latest) - len(shown),
-                "rows": [(experiments[j.experiment_id], j) for j in shown],
+                "experiments": experiments,
+                "not_shown": experiments - len(shown),
+                "counts": store.status_counts(group.name),
+                "busy": store.group_busy(group),
+                "rows": [(store.experiment(j.experiment_id), j) for j in shown],
             }
         )
     return {"groups": out, "older_groups": hidden}
@@ -71,6 +74,8 @@ def as_json(data: dict) -> dict:
                 "created": iso_time(g["group"].created),
                 "experiments": g["experiments"],
                 "not_shown": g["not_shown"],
+                "status_counts": g["counts"],
+                "being_submitted": g["busy"],
                 "jobs": [
                     {"experiment": {"id": e.id, "args": e.args, "flags": e.flags}, **job.as_json()}
                     for e, job in g["rows"]
@@ -88,9 +93,13 @@ def as_text(data: dict, now: float | None = None) -> str:
         return "No jobs recorded yet. `caliban run` and `caliban cloud` record theirs here."
     for g in data["groups"]:
         group = g["group"]
+        counts = ", ".join(
+            f"{n} {status}" for status, n in sorted(g["counts"].items(), key=lambda kv: STATUS_ORDER.get(kv[0], 99))
+        )
         lines.append(
             f"xgroup {group.name}  (user {group.user}, {g['experiments']} experiment"
             f"{'s' if g['experiments'] != 1 else ''}, created {age(group.created, now)} ago)"
+            + (f": {counts}" if counts else "")
         )
         header = ("EXP", "JOB", "STATUS", "AGE", "BACKEND", "REMOTE ID", "ARGS")
         rows = [
@@ -111,14 +120,16 @@ def as_text(data: dict, now: float | None = None) -> str:
             lines.append("  " + "  ".join(cells).rstrip())
         if not rows:
             lines.append("  (no jobs)")
-        pending = sum(1 for _, j in g["rows"] if j.status == "PENDING")
-        if pending:
+        pending = g["counts"].get("PENDING", 0)
+        if pending and g.get("busy"):
+            lines.append(f"  {pending} job(s) PENDING: a caliban process is still submitting them")
+        elif pending:
             lines.append(
                 f"  {pending} job(s) PENDING: the sweep was interrupted; "
                 f"`caliban resubmit --xgroup {group.name}` finishes it without duplicates"
             )
         if g["not_shown"]:
-            lines.append(f"  ... {g['not_shown']} older experiment(s) not shown (--max_jobs)")
+            lines.append(f"  ... {g['not_shown']} older experiment(s) not shown (raise --max_jobs)")
         for e, j in g["rows"]:
             if j.status == "FAILED" and j.error:
                 lines.append(f"  job {j.id}: {j.error.splitlines()[0][:200]}")

@@ -320,6 +320,7 @@ class Store:
 
     def __init__(self, path: Path, migrations: Sequence[str] = MIGRATIONS):
         self.path = Path(path)
+        self._locks: list = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a
@@ -352,7 +353,59 @@ class Store:
     # -- plumbing ---------------------------------------------------------
 
     def close(self) -> None:
+        for handle in self._locks:
+            handle.close()  # releases the flock
+        self._locks = []
         self._conn.close()
+
+    # -- group locks ----------------------------------------------------------
+    #
+    # A process submitting a sweep holds a SHARED lock on its group until it
+    # closes the store (or dies: the OS releases it); `resubmit` takes an
+    # EXCLUSIVE one. So resubmit never sends a PENDING row that a live sweep
+    # is about to send, while two sweeps may still share a group.
+
+    def _lock_file(self, group: Group):
+        directory = self.path.parent / (self.path.name + ".locks")
+        directory.mkdir(parents=True, exist_ok=True)
+        return open(directory / f"group-{group.id}.lock", "a+")
+
+    def lock_group(self, group: Group, *, exclusive: bool) -> None:
+        """Holds a lock on `group` until `close()`; CalibanError when it conflicts."""
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: no protection, no failure
+            return
+        handle = self._lock_file(group)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            if exclusive:
+                raise CalibanError(
+                    f"another caliban process is still submitting to group {group.name}; "
+                    "wait for it to finish (or stop it) and try again"
+                ) from None
+            raise CalibanError(
+                f"group {group.name} is being resubmitted by another caliban process; "
+                "wait for it, or pass another --xgroup"
+            ) from None
+        self._locks.append(handle)
+
+    def group_busy(self, group: Group) -> bool:
+        """True while another process holds a lock on `group` (a sweep is being sent)."""
+        try:
+            import fcntl
+        except ImportError:
+            return False
+        with self._lock_file(group) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
 
     def __enter__(self) -> "Store":
         return self
@@ -700,8 +753,10 @@ class Store:
         statuses: Iterable[str] | None = None,
         user: str | None = None,
         latest_only: bool = False,
+        limit: int | None = None,
     ) -> list[Job]:
-        """Jobs, oldest first. `latest_only`: the newest job of each experiment."""
+        """Jobs, oldest first. `latest_only`: the newest job of each experiment;
+        `limit`: only the newest `limit` of those."""
         sql = _JOB_SELECT + " WHERE 1"
         params: list[Any] = []
         if group is not None:
@@ -719,8 +774,30 @@ class Store:
             params.append(user)
         if latest_only:
             sql += " AND job.id = (SELECT MAX(j2.id) FROM job j2 WHERE j2.experiment_id = job.experiment_id)"
+        if limit is not None:
+            sql += " ORDER BY job.id DESC LIMIT ?"
+            params.append(int(limit))
+            return [_job(r) for r in reversed(self._conn.execute(sql, params).fetchall())]
         sql += " ORDER BY job.id"
         return [_job(r) for r in self._conn.execute(sql, params)]
+
+    def status_counts(self, group: str) -> dict[str, int]:
+        """How many experiments of a group have their latest job in each status."""
+        rows = self._conn.execute(
+            "SELECT job.status, COUNT(*) FROM job"
+            " JOIN experiment ON experiment.id = job.experiment_id"
+            " JOIN experiment_group ON experiment_group.id = experiment.group_id"
+            " WHERE experiment_group.name = ?"
+            " AND job.id = (SELECT MAX(j2.id) FROM job j2 WHERE j2.experiment_id = job.experiment_id)"
+            " GROUP BY job.status",
+            (group,),
+        ).fetchall()
+        return {status: count for status, count in rows}
+
+    def experiment_count(self, group_id: int) -> int:
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM experiment WHERE group_id = ?", (group_id,)
+        ).fetchone()[0]
 
     def groups_exist(self) -> bool:
         return self._conn.execute("SELECT 1 FROM experiment_group LIMIT 1").fetchone() is not None

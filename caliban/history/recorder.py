@@ -13,7 +13,9 @@ sending (the sweep stopped on a quota) goes back to "not sent".
 
 `record_cloud_sweep` writes the group, the image and one experiment + PENDING
 job per request in one transaction, before anything is sent, so a sweep
-killed at any point leaves a row for every job.
+killed at any point leaves a row for every job. It also takes a shared lock
+on the group, held until the store is closed, so `resubmit` (which takes it
+exclusively) never resends rows a live sweep is still sending.
 
 Nothing here imports the submission engine: outcomes are matched by their
 `status` strings ("submitted", "failed", "skipped").
@@ -50,6 +52,8 @@ def record_cloud_sweep(
 ) -> RecordedSweep:
     """Group (named or auto-named), image, and every job as PENDING; nothing sent yet."""
     group = store.create_group(xgroup)
+    # Held until the store is closed: `resubmit` won't touch this group meanwhile.
+    store.lock_group(group, exclusive=False)
     image_id = store.record_image(
         docker_id=docker_id, uri=image_uri, digest=digest, build_args=build_args or {}
     )
