@@ -114,6 +114,7 @@ def make_project(root) -> str:
         print("tree", bool(shutil.which("tree")))
         print("python", sys.executable)
         print("uid", os.getuid())
+        print("extra-dir", os.path.exists("data/small.txt"), os.path.exists("data/big.bin"))
         print("creds", os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"),
               os.path.exists(os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") or "/nonexistent"))
         print("to-stderr", file=sys.stderr)

@@ -49,7 +49,8 @@ def module_build(client, project):
     """One image of the module target, shared by the tests of this module."""
     target = classify_target("trainer.train", project)
     return build_image_detailed(
-        project, target, gpu=False, extras=["fancy"], progress="quiet", labels=TEST_LABEL, client=client
+        project, target, gpu=False, extras=["fancy"], dirs=["data"], progress="quiet", labels=TEST_LABEL,
+        client=client,
     )
 
 
@@ -68,6 +69,7 @@ def test_module_target_runs_with_dependencies_extras_and_apt(client, module_buil
     assert "extras ['idna', 'toolz']" in out  # automatic [cpu] plus --extras fancy
     assert "tree True" in out
     assert "python /opt/venv/bin/python" in out
+    assert "extra-dir True False" in out  # -d data, minus the .dockerignored big file
     assert "to-stderr" in err and "to-stderr" not in out
 
 
@@ -110,14 +112,14 @@ def test_editing_a_source_file_reuses_the_dependency_layers(client, project, mod
     shutil.copytree(project, copy)
     try:
         target = classify_target("trainer.train", copy)
-        first = build_image_detailed(copy, target, gpu=False, extras=["fancy"], progress="quiet",
-                                     labels=TEST_LABEL, client=client)
+        first = build_image_detailed(copy, target, gpu=False, extras=["fancy"], dirs=["data"],
+                                     progress="quiet", labels=TEST_LABEL, client=client)
         write(copy, "trainer/util.py", "VERSION = 'v2'\n")
-        second = build_image_detailed(copy, target, gpu=False, extras=["fancy"], progress="quiet",
-                                      labels=TEST_LABEL, client=client)
+        second = build_image_detailed(copy, target, gpu=False, extras=["fancy"], dirs=["data"],
+                                      progress="quiet", labels=TEST_LABEL, client=client)
         by_instruction = {s.instruction: s for s in second.steps}
         for needle in ("apt-get install", "pip install -r requirements.txt", 'pip install ".[fancy,cpu]"',
-                       "python3 -m venv"):
+                       "python3 -m venv", "COPY src/data"):
             step = next(s for text, s in by_instruction.items() if needle in text)
             assert step.cached, f"{needle!r} was rebuilt"
         code_step = next(s for text, s in by_instruction.items() if text.startswith("COPY src/trainer"))
@@ -311,3 +313,20 @@ def test_sigterm_also_stops_the_container(client, project, module_build):
     while time.time() < deadline and client.containers.list(all=True, filters=flt):
         time.sleep(0.5)
     assert not client.containers.list(all=True, filters=flt)
+
+
+def test_opt_in_ca_bundle_is_trusted_in_the_image(client, tmp_path):
+    root = str(tmp_path / "ca")
+    pem = tmp_path / "corp-ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\nnot-a-real-cert\n-----END CERTIFICATE-----\n")
+    write(root, ".calibanconfig.json", '{"base_image": "%s", "ca_bundle": "%s"}' % (BASE_IMAGE, pem))
+    write(root, "show.sh", 'echo "bundle=$SSL_CERT_FILE pip=$PIP_CERT"; cat "$SSL_CERT_FILE"\n')
+    try:
+        build = build_image_detailed(root, classify_target("show.sh", root), gpu=False, progress="quiet",
+                                     labels=TEST_LABEL, client=client)
+        code, out, err = _run(client, build.image_id)
+        assert code == 0, err
+        assert "bundle=/usr/local/share/caliban/ca-bundle.crt pip=/usr/local/share/caliban/ca-bundle.crt" in out
+        assert "not-a-real-cert" in out
+    finally:
+        cleanup(client, root)
