@@ -170,30 +170,64 @@ class Backends:
         return True
 
 
+REFRESH_WORKERS = 8
+
+
 def refresh(store, backends: Backends, jobs: list[Job]) -> list[Job]:
     """Reads the live status of every non-terminal job, records changes, returns fresh rows.
 
     PENDING rows are left alone (they have no remote id yet; `resubmit`
     reconciles them). Failures to reach a backend are warnings: the recorded
-    status is kept and shown.
+    status is kept and shown. Cloud jobs are read a few at a time in worker
+    threads (the client keeps one HTTP session per thread); the store is
+    written from this thread only.
     """
-    fresh = []
-    for job in jobs:
-        if job.terminal or job.status == states.PENDING or not job.remote_id:
-            fresh.append(job)
-            continue
+    live = [
+        job for job in jobs
+        if not job.terminal and job.status != states.PENDING and job.remote_id
+    ]
+    readings: dict[int, tuple] = {}
+
+    def read(job: Job):
         try:
             if job.is_cloud:
                 status, error = backends.cloud_status(job)
-                exit_code = None
-            else:
-                status, exit_code = backends.local_status(job)
-                error = None
+                return status, None, error
+            status, exit_code = backends.local_status(job)
+            return status, exit_code, None
         except CalibanError as exc:
-            backends.warn_once(f"cannot refresh {job.backend} jobs: {exc.message}")
-            status = None
-        if status is not None and status != job.status:
-            store.set_status(job.id, status, exit_code=exit_code, error=error)
-            job = store.job(job.id)
+            return None, None, exc
+
+    cloud = [j for j in live if j.is_cloud]
+    # Open each client (credentials, discovery) on this thread, before fanning out.
+    openable = []
+    for job in cloud:
+        try:
+            backends.cloud(job)
+            openable.append(job)
+        except CalibanError as exc:
+            readings[job.id] = (None, None, exc)
+    if len(openable) > 1:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:
+            for job, reading in zip(openable, pool.map(read, openable)):
+                readings[job.id] = reading
+    else:
+        for job in openable:
+            readings[job.id] = read(job)
+    for job in live:
+        if not job.is_cloud:
+            readings[job.id] = read(job)
+
+    fresh = []
+    for job in jobs:
+        if job.id in readings:
+            status, exit_code, error = readings[job.id]
+            if isinstance(error, CalibanError):
+                backends.warn_once(f"cannot refresh {job.backend} jobs: {error.message}")
+            elif status is not None and status != job.status:
+                store.set_status(job.id, status, exit_code=exit_code, error=error)
+                job = store.job(job.id)
         fresh.append(job)
     return fresh
