@@ -24,6 +24,16 @@ def age(stamp: float, now: float | None = None) -> str:
     return f"{seconds}s"
 
 
+def short_id(remote_id: str | None, backend: str = "vertex") -> str:
+    """What gcloud / docker take: `projects/P/locations/R/customJobs/123` -> `123`, a
+    container id -> its 12-character short form. `--format json` has the full ids."""
+    if not remote_id:
+        return "-"
+    if backend == "local":
+        return remote_id[:12]
+    return remote_id.rsplit("/", 1)[-1]
+
+
 def status_cell(job) -> str:
     if job.status == "PENDING":
         return "PENDING (maybe sent)" if job.maybe_sent else "PENDING (not sent)"
@@ -109,7 +119,7 @@ def as_text(data: dict, now: float | None = None) -> str:
                 status_cell(j),
                 age(j.created, now),
                 j.backend,
-                j.remote_id or "-",
+                short_id(j.remote_id, j.backend),
                 " ".join(shlex.quote(a) for a in e.args) or "-",
             )
             for e, j in g["rows"]
