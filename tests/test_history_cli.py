@@ -194,3 +194,27 @@ def test_status_and_stop_against_the_engine(db, engine):
     with history.Store(db) as s:
         assert s.job(run_job).status == states.STOPPED
         assert s.job(done_job).status == states.FAILED
+
+
+def test_cloud_dry_run_writes_nothing(db, tmp_path):
+    project = tmp_path / "proj"
+    (project / "trainer").mkdir(parents=True)
+    (project / "trainer" / "train.py").write_text("print('hi')\n")
+    env = dict(os.environ, CALIBAN_DB_URL=str(db), PYTHONPATH=str(REPO))
+    out = subprocess.run(
+        [sys.executable, "-m", "caliban", "cloud", "--dry_run", "--xgroup", "preview", "--nogpu",
+         "--project_id", "p", "trainer/train.py"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Dry run" in out.stdout
+    assert not db.exists()
+
+
+def test_history_is_not_imported_at_startup():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, caliban.main; caliban.main.build_parser(); "
+         "print('sqlite3' in sys.modules, 'caliban.history' in sys.modules)"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert out.stdout.split() == ["False", "False"], out.stderr
