@@ -109,26 +109,27 @@ def rows(doc: dict) -> list[list[str]]:
     b = c.get("build")
     if b:
         new, old, lim = b.get("new"), b.get("old"), b.get("limit")
+        adj = b.get("old_adjusted_base") or {}
+
+        def oldcell(key, fmt):
+            cell = fmt(old, key)
+            if (old or {}).get("status") != "ok" and adj.get("status") == "ok":
+                cell += f" (on an adjusted base: {fmt(adj, key)})"
+            return cell
+
         out.append(["4a. Image build, first (cold)", _s(new, "first_build_s"),
-                    _s(old, "first_build_s"), _s(lim, "first_build_s") + " (hand-written)",
-                    _x(_ratio(old, new, "first_build_s")), "report", "—"])
-        rb_met = None
-        if b.get("rebuild_vs_limit") is not None:
-            rb_met = b["rebuild_vs_limit"] <= 1.5
-        out.append(["4b. Rebuild after a one-file edit", _s(new, "rebuild_s"), _s(old, "rebuild_s"),
-                    _s(lim, "rebuild_s") + " (hand-written)", _x(b.get("ratio")),
-                    "≤ 1.5x the hand-written" + (f" (is {_x(b.get('rebuild_vs_limit'))})"
-                                                  if b.get("rebuild_vs_limit") else ""),
-                    _met(rb_met)])
-        sz_met = None
-        if b.get("size_vs_limit") is not None:
-            sz_met = b["size_vs_limit"] <= 1.10
-        out.append(["4c. Image size", _mb(new, "image_size_mb"), _mb(old, "image_size_mb"),
+                    oldcell("first_build_s", _s), _s(lim, "first_build_s") + " (hand-written)",
+                    _x(_ratio(old, new, "first_build_s")),
+                    "report: this ÷ hand-written = " + _x(b.get("first_build_vs_limit")), "—"])
+        out.append(["4b. Rebuild after a one-file edit", _s(new, "rebuild_s"),
+                    oldcell("rebuild_s", _s), _s(lim, "rebuild_s") + " (hand-written)",
+                    _x(b.get("ratio")),
+                    "report: this ÷ hand-written = " + _x(b.get("rebuild_vs_limit")), "—"])
+        out.append(["4c. Image size", _mb(new, "image_size_mb"),
+                    oldcell("image_size_mb", _mb),
                     _mb(lim, "image_size_mb") + " (hand-written)",
                     _x(_ratio(old, new, "image_size_mb")),
-                    "≤ 1.1x the hand-written" + (f" (is {_x(b.get('size_vs_limit'))})"
-                                                  if b.get("size_vs_limit") else ""),
-                    _met(sz_met)])
+                    "report: this ÷ hand-written = " + _x(b.get("size_vs_limit")), "—"])
     s = c.get("submit")
     if s:
         cell, met = _submit_cells(s)
