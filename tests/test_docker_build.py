@@ -330,3 +330,19 @@ def test_opt_in_ca_bundle_is_trusted_in_the_image(client, tmp_path):
         assert "not-a-real-cert" in out
     finally:
         cleanup(client, root)
+
+
+def test_no_cache_rebuilds_every_step(client, tmp_path):
+    root = str(tmp_path / "nocache")
+    write(root, ".calibanconfig.json", '{"base_image": "%s"}' % BASE_IMAGE)
+    write(root, "main.py", "print('hi')\n")
+    target = classify_target("main.py", root)
+    try:
+        build_image_detailed(root, target, gpu=False, progress="quiet", labels=TEST_LABEL, client=client)
+        again = build_image_detailed(root, target, gpu=False, progress="quiet", labels=TEST_LABEL, client=client)
+        assert len(again.cached_steps) == len(again.steps) - 1  # all but FROM
+        fresh = build_image_detailed(root, target, gpu=False, progress="quiet", no_cache=True, labels=TEST_LABEL,
+                                     client=client)
+        assert fresh.cached_steps == []
+    finally:
+        cleanup(client, root)
