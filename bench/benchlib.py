@@ -97,8 +97,9 @@ def offline_env(home: Path, extra: Optional[dict] = None) -> dict:
 # as its own starting ru_maxrss, which would put a floor of tens of MB under
 # every measurement.
 GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
-RSS_METHOD = ("GNU time (%M: peak RSS of the command, forked from time's own small process)"
-              if GNU_TIME else "wait4 ru_maxrss (includes the harness's RSS inherited at fork: an upper bound)")
+RSS_METHOD_GNU = "GNU time (%M: peak RSS of the command, forked from time's own small process)"
+RSS_METHOD = (RSS_METHOD_GNU if GNU_TIME else
+              "wait4 ru_maxrss (includes the harness's RSS inherited at fork: an upper bound)")
 
 
 def run_once(cmd: list[str], cwd: Optional[Path] = None, env: Optional[dict] = None,

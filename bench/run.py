@@ -237,12 +237,34 @@ CASES = [
 ]
 
 
+def _ensure_gnu_time() -> None:
+    """Peak RSS is read with GNU time (Debian package `time`); install it when
+    missing and we may (root with apt). Without it, the harness falls back to
+    wait4's ru_maxrss and says so in the report."""
+    if bl.GNU_TIME or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        p = subprocess.run(["apt-get", "install", "-y", "-qq", "time"], env=env,
+                           capture_output=True, timeout=300)
+        if p.returncode != 0:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "time"], env=env,
+                           capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if os.path.exists("/usr/bin/time"):
+        bl.GNU_TIME = "/usr/bin/time"
+        bl.RSS_METHOD = bl.RSS_METHOD_GNU
+
+
 def main() -> int:
     started = time.monotonic()
     wanted = os.environ.get("BENCH_CASES")
     wanted = set(wanted.split(",")) if wanted else None
     WORK.mkdir(parents=True, exist_ok=True)
 
+    _ensure_gnu_time()
     print("[bench] machine ...", flush=True)
     machine = bl.machine_info()
     print("[bench] Caliban 0.4.2 environment ...", flush=True)
