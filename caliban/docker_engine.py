@@ -78,10 +78,13 @@ def declared_extras(project_dir: str) -> set[str]:
     if os.path.isfile(setup_py):
         with open(setup_py, encoding="utf-8", errors="replace") as fh:
             text = fh.read()
+        # The keys of `extras_require={...}` or `extras_require=dict(...)`,
+        # or of any dict literal in the file when it is built elsewhere.
         match = re.search(r"extras_require\s*=\s*(\{.*?\n\s*\}|dict\(.*?\n\s*\))", text, re.S)
-        body = match.group(1) if match else text if "extras_require" in text else ""
+        body = match.group(1) if match else (text if "extras_require" in text else "")
         found |= set(re.findall(r"""["']([A-Za-z0-9_.\-]+)["']\s*:""", body))
-        found |= set(re.findall(r"""\b([A-Za-z_][A-Za-z0-9_]*)\s*=\s*\[""", body)) if body.startswith("dict(") else set()
+        if body.startswith("dict("):
+            found |= set(re.findall(r"""\b([A-Za-z_][A-Za-z0-9_]*)\s*=\s*\[""", body))
     setup_cfg = os.path.join(project_dir, "setup.cfg")
     if os.path.isfile(setup_cfg):
         import configparser
