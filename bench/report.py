@@ -176,7 +176,7 @@ def _samples(m: dict | None) -> str:
         return "—"
     if m.get("status") == "ok" and "samples_s" in m:
         return (f"median {m['median_s']:.3f} s, min {m['min_s']:.3f} s, "
-                f"{len(m['samples_s'])} runs: " + ", ".join(f"{x:.3f}" for x in m["samples_s"])
+                f"{len(m['samples_s'])} run{'s' if len(m['samples_s']) != 1 else ''}: " + ", ".join(f"{x:.3f}" for x in m["samples_s"])
                 + (f"; CPU (user+sys) median {m['median_cpu_s']:.3f} s" if "median_cpu_s" in m else "")
                 + f"; peak RSS median {m['median_rss_mb']:.0f} MB")
     return f"{m.get('status')}: {m.get('error', '')}"
@@ -201,7 +201,9 @@ def render(doc: dict) -> str:
          f"- CPU: {m['cpu']}, {m['cores']} cores ({m['arch']})",
          f"- Memory: {m['memory_gib']} GiB",
          f"- OS: {m['os']}, kernel {m['kernel']}",
-         f"- Python: this Caliban {m.get('python_this')}, Caliban 0.4.2 {m.get('python_0.4.2')}",
+         f"- Python: this Caliban on {m.get('python_this')}, Caliban 0.4.2 on {m.get('python_0.4.2')}"
+         + (f" (its build, run as an unprivileged user: {c['build']['old_user_venv']})"
+            if c.get("build", {}).get("old_user_venv") else ""),
          f"- Docker: engine {m['docker_engine']}, client {m['docker_client']}",
          f"- Load average at start: {', '.join(str(x) for x in m['load_avg_at_start'])} "
          "(other work on the machine adds noise; medians of fresh processes are reported)",

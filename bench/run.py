@@ -304,10 +304,14 @@ def main() -> int:
         "total_elapsed_s": round(time.monotonic() - started, 1),
         "cases": results,
     }
-    (ROOT / "BENCHMARKS.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    # Only a complete run at full repetitions replaces the published results;
+    # trial runs (BENCH_QUICK, BENCH_CASES) go under bench/.work.
+    out_dir = ROOT if not (QUICK or wanted) else WORK
+    name = "BENCHMARKS" if out_dir == ROOT else "BENCHMARKS.partial"
+    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     import report
-    (ROOT / "BENCHMARKS.md").write_text(report.render(doc))
-    print(f"[bench] wrote BENCHMARKS.md and BENCHMARKS.json in {doc['total_elapsed_s']} s")
+    (out_dir / f"{name}.md").write_text(report.render(doc))
+    print(f"[bench] wrote {out_dir / name}.md and .json in {doc['total_elapsed_s']} s")
     print(report.summary_table(doc))
     return 0
 
