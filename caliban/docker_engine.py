@@ -292,6 +292,7 @@ class BuildResult:
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _BUILT = re.compile(r"^Successfully built ([0-9a-f]+)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # the engine colours RUN steps' stderr
 
 
 class BuildDisplay:
@@ -347,6 +348,7 @@ def _stream_build(api, result_steps: list[BuildStep], chunks, display: BuildDisp
 
     def handle(line: str) -> None:
         nonlocal current, image_id
+        line = _ANSI.sub("", line)
         m = _STEP.match(line)
         if m:
             current = BuildStep(int(m.group(1)), int(m.group(2)), m.group(3))
@@ -489,7 +491,16 @@ def _build_error(failure: _BuildFailed, plan: ImagePlan, stream) -> CalibanError
         for line in tail:
             print(line, file=stream)
         print("---", file=stream, flush=True)
-    return CalibanError(f"image build failed at step {step.number}/{step.total} `{step.instruction[:120]}`: {message}")
+    hint = ""
+    if step.instruction.startswith("RUN python -m pip install \"."):
+        hint = (
+            " (this step installs the project's dependencies with only "
+            f"{'/'.join(plan.spec.packaging_files)} copied in, so the build cache survives code edits; "
+            "make the packaging files work without reading other project files)"
+        )
+    return CalibanError(
+        f"image build failed at step {step.number}/{step.total} `{step.instruction[:120]}`: {message}{hint}"
+    )
 
 
 def build_image(
