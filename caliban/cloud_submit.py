@@ -129,15 +129,21 @@ class RateLimiter:
         self._next: float | None = None
         self._lock = threading.Lock()
 
-    def acquire(self) -> float:
-        """Wait for the next slot; returns the time of the slot."""
+    def acquire(self, wake: threading.Event | None = None) -> float:
+        """Wait for the next slot; returns the time of the slot.
+
+        With the real clock, setting `wake` ends the wait early (the caller is stopping).
+        """
         with self._lock:
             now = self._clock()
             slot = now if self._next is None else max(now, self._next)
             self._next = slot + self.interval
         wait = slot - now
         if wait > 0:
-            self._sleep(wait)
+            if wake is not None and self._sleep is time.sleep:
+                wake.wait(wait)
+            else:
+                self._sleep(wait)
         return slot
 
 
@@ -220,6 +226,7 @@ class _Stop:
 
     def __init__(self):
         self._lock = threading.Lock()
+        self.event = threading.Event()  # wakes workers sleeping in a backoff
         self.reason: str | None = None
         self.quota_metric: str | None = None
 
@@ -227,6 +234,7 @@ class _Stop:
         with self._lock:
             if self.reason is None:
                 self.reason, self.quota_metric = reason, quota_metric
+        self.event.set()
 
     def is_set(self) -> bool:
         return self.reason is not None
@@ -303,26 +311,36 @@ class Submitter:
             self.reporter.job_done(jobs[i], outcome)
 
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(self.workers, max(1, len(jobs))))
+        futures: dict[concurrent.futures.Future, int] = {}
+        pending: set[concurrent.futures.Future] = set()
+
+        def collect(done) -> None:
+            for f in done:
+                pending.discard(f)
+                finish(futures[f], f.result())
+
         try:
-            futures: dict[concurrent.futures.Future, int] = {}
             for i, job in enumerate(jobs):
                 if stop.is_set():
                     break
                 if on_before_send is not None:
                     on_before_send(job)
-                futures[pool.submit(self._submit_one, job, stop, check_existing)] = i
+                future = pool.submit(self._submit_one, job, stop, check_existing)
+                futures[future] = i
+                pending.add(future)
                 # Keep the queue short so a stop leaves most jobs unsent and un-noted.
-                while sum(1 for f in futures if not f.done()) >= 2 * self.workers:
-                    done, _ = concurrent.futures.wait(list(f for f in futures if not f.done()),
-                                                      return_when=concurrent.futures.FIRST_COMPLETED)
-                    for f in done:
-                        if futures[f] not in outcomes:
-                            finish(futures[f], f.result())
-            for f in concurrent.futures.as_completed(futures):
-                if futures[f] not in outcomes:
-                    finish(futures[f], f.result())
-        finally:
-            pool.shutdown(wait=True)
+                while len(pending) >= 2 * self.workers:
+                    done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                    collect(done)
+            while pending:
+                done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                collect(done)
+        except BaseException:
+            # Ctrl-C or a failing callback: send nothing more; queued jobs never start.
+            stop.set("interrupted")
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         for i, job in enumerate(jobs):
             if i not in outcomes:
                 finish(i, Outcome(SKIPPED, error=f"not sent: {stop.reason}"))
@@ -341,6 +359,13 @@ class Submitter:
         return "To resume: fix the problem above, then submit the jobs listed above again."
 
     # -- one job -------------------------------------------------------------
+    def _pause(self, seconds: float, stop: "_Stop | None") -> None:
+        """A backoff; with the real clock, a stop (quota, Ctrl-C) cuts it short."""
+        if stop is not None and self.sleep is time.sleep:
+            stop.event.wait(seconds)
+        else:
+            self.sleep(seconds)
+
     def _submitted(self, job_resource: dict, attempts: int, adopted: bool) -> Outcome:
         remote_id = job_resource["jobId"] if self.backend == cc.ML_V1 else job_resource["name"]
         return Outcome(SUBMITTED, job=job_resource, remote_id=remote_id, adopted=adopted, attempts=attempts,
@@ -361,7 +386,7 @@ class Submitter:
                 if not found:
                     return None
                 return min(found, key=lambda j: j.get("createTime", ""))
-            self.sleep(self.retry.delay(retry, self.rng))
+            self._pause(self.retry.delay(retry, self.rng), None)
         raise cc.TransportError(f"could not list jobs by {self.label_key}={job.key} to check for an earlier create")
 
     def _submit_one(self, job: SubmitJob, stop: _Stop, check_existing: bool) -> Outcome:
@@ -384,7 +409,7 @@ class Submitter:
                 return Outcome(SKIPPED, attempts=attempts, error=f"not sent: {stop.reason}")
             if attempts >= self.retry.max_attempts:
                 return Outcome(FAILED, attempts=attempts, error=f"gave up after {attempts} attempts: {last_error}")
-            self.limiter.acquire()
+            self.limiter.acquire(stop.event)
             if stop.is_set():
                 return Outcome(SKIPPED, attempts=attempts, error=f"not sent: {stop.reason}")
             attempts += 1
@@ -409,7 +434,7 @@ class Submitter:
                     stop.set(f"{e.code} {e.status}: {e.api_message}")
                     return Outcome(FAILED, attempts=attempts, error=f"{e.code} {e.status}: {e.api_message}")
             retries += 1
-            self.sleep(self.retry.delay(retries, self.rng))
+            self._pause(self.retry.delay(retries, self.rng), stop)
 
     def _adopt_conflict(self, job: SubmitJob, attempts: int, error: "cc.CloudApiError") -> Outcome:
         job_id = job.body.get("jobId", "")

@@ -86,8 +86,10 @@ def test_quota_stop_reports_quota_and_how_to_resume(emu, project, tmp_path):
     assert "Submitted 2 of 4 jobs" in r.stdout
     assert "Not submitted (2)" in r.stdout and "caliban resubmit --xgroup" in r.stdout
     assert len(emu.jobs()) == 2
-    statuses = [s for s, _, _ in history_rows(tmp_path)]
-    assert statuses[:2] == ["SUBMITTED", "SUBMITTED"] and "SUBMITTED" not in statuses[2:]
+    # Workers take limiter slots in any order: which two jobs got the GPUs is not fixed.
+    rows = history_rows(tmp_path)
+    submitted = {key for status, key, _ in rows if status == "SUBMITTED"}
+    assert len(rows) == 4 and submitted == {j["labels"]["caliban_key"] for j in emu.jobs()}
 
 
 def test_no_credentials_fails_before_any_build(emu, project, tmp_path):
@@ -140,18 +142,25 @@ def test_build_push_and_submit_through_the_loopback_registry(emu, project, tmp_p
         # Same project, same image content: the registry already has it.
         again = caliban(project, tmp_path, *argv)
         assert again.returncode == 0, again.stderr[-3000:]
-        assert "already in the registry: not pushed again" in again.stderr
         assert len(emu.jobs()) == 6
+        second = {j["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] for j in emu.jobs()} - {pushed}
+        if not second:  # the rebuild hit the build cache: same image id, same tag
+            assert "already in the registry: not pushed again" in again.stderr
+        else:  # another test on this shared engine evicted the cache: a new image, pushed
+            assert f"Pushed {second.pop()}" in again.stderr
     finally:
-        if pushed:
-            name, tag = pushed[len(REGISTRY) + 1:].rsplit(":", 1)
+        for uri in {j["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] for j in emu.jobs()}:
+            name, tag = uri[len(REGISTRY) + 1:].rsplit(":", 1)
             head = urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{tag}", method="HEAD",
                                           headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
-            with urllib.request.urlopen(head, timeout=10) as resp:
-                digest = resp.headers["Docker-Content-Digest"]
-            urllib.request.urlopen(urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{digest}",
-                                                          method="DELETE"), timeout=10).read()
             try:
-                client.images.remove(pushed, force=True)
+                with urllib.request.urlopen(head, timeout=10) as resp:
+                    digest = resp.headers["Docker-Content-Digest"]
+                urllib.request.urlopen(urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{digest}",
+                                                              method="DELETE"), timeout=10).read()
+            except OSError:
+                pass
+            try:
+                client.images.remove(uri, force=True)
             except Exception:
                 pass
