@@ -203,7 +203,7 @@ def render(doc: dict) -> str:
          f"- OS: {m['os']}, kernel {m['kernel']}",
          f"- Python: this Caliban on {m.get('python_this')}, Caliban 0.4.2 on {m.get('python_0.4.2')}"
          + (f" (its build, run as an unprivileged user: {c['build']['old_user_venv']})"
-            if c.get("build", {}).get("old_user_venv") else ""),
+            if c.get("build", {}).get("old_user_venv") else "").replace(" (reused)", ""),
          f"- Docker: engine {m['docker_engine']}, client {m['docker_client']}",
          f"- Load average at start: {', '.join(str(x) for x in m['load_avg_at_start'])} "
          "(other work on the machine adds noise; medians of fresh processes are reported)",
