@@ -61,6 +61,14 @@ def job_body_errors(backend: str, body: object) -> list[str]:
     return errors
 
 
+def request_body_errors(filename: str, schema_name: str, body: object) -> list[str]:
+    """Type/field errors of any request body against a named schema of a discovery document."""
+    schemas = load_document(filename)["schemas"]
+    errors: list[str] = []
+    _check(schemas, {"$ref": schema_name}, body, "", errors)
+    return errors
+
+
 def _where(path: str) -> str:
     return path or "<body>"
 

@@ -391,6 +391,15 @@ class CloudEmulator:
         if method == "GET" and (m_vj or m_mj):
             return 200, self._get(m_vj, m_mj)
         if method == "POST" and ((m_vj and m_vj.group(4)) or (m_mj and m_mj.group(3))):
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                raise ApiError(400, "Invalid JSON payload received. Unexpected token.") from None
+            doc, schema = (("aiplatform.v1.json", "GoogleCloudAiplatformV1CancelCustomJobRequest") if m_vj
+                           else ("ml.v1.json", "GoogleCloudMlV1__CancelJobRequest"))
+            errors = cloud_schema.request_body_errors(doc, schema, payload)
+            if errors:
+                raise ApiError(400, errors[0])
             return 200, self._cancel(m_vj, m_mj)
         raise ApiError(404, f"Method {method} is not supported on {path}.", "NOT_FOUND")
 

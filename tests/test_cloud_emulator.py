@@ -270,3 +270,14 @@ def test_standalone_prints_its_url_and_writes_a_key(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_cancel_bodies_are_checked_too(emu):
+    client = client_for(emu, emu.key_path)
+    job = client.create(vertex_body("k-1", 1))
+    token = token_for(emu)
+    status, body = raw(emu, "POST", f"/v1/{job['name']}:cancel", {"force": True}, token=token)
+    assert status == 400 and 'Unknown name "force"' in body["error"]["message"]
+    assert client.get(job["name"])["state"] == "JOB_STATE_PENDING"
+    status, _ = raw(emu, "POST", f"/v1/{job['name']}:cancel", {}, token=token)
+    assert status == 200 and client.get(job["name"])["state"] == "JOB_STATE_CANCELLED"
