@@ -218,3 +218,20 @@ def test_history_is_not_imported_at_startup():
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+@pytest.mark.parametrize("answer, stopped", [("n", False), ("y", True)])
+def test_stop_asks_on_a_terminal(db, answer, stopped):
+    import pexpect
+
+    (job,) = seed_local(db, "g", [states.RUNNING])
+    env = dict(os.environ, CALIBAN_DB_URL=str(db), PYTHONPATH=str(REPO))
+    child = pexpect.spawn(sys.executable, ["-m", "caliban", "stop", "--xgroup", "g"], cwd=str(REPO),
+                          env=env, encoding="utf-8", timeout=60)
+    child.expect(r"Stop these 1 job\(s\)\? \[y/N\] ")
+    child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == (0 if stopped else 1)
+    with history.Store(db) as s:
+        assert s.job(job).status == (states.STOPPED if stopped else states.RUNNING)
