@@ -531,6 +531,9 @@ def _run_jobs(client, jobs, make_spec, hooks, stdout, stderr) -> SweepResult:
             job.exit_code = 130
             hooks.on_job_end(job, 130, job.container_id)
             print(f"==> job {job.label}: interrupted; container stopped and removed", file=stderr, flush=True)
+            if done:
+                for line in summary_lines(SweepResult(done)):
+                    print(f"before the interruption: {line.strip()}", file=stderr, flush=True)
             raise
         except CalibanError:
             job.exit_code = 125  # as `docker run` when the container cannot start
