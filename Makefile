@@ -34,12 +34,12 @@ demo: install
 	cd example && ../$(BIN)/expansion --print_flags experiment.json
 	@echo "== What 'caliban cloud' would submit (dry run: no build, no credentials) =="
 	cd example && ../$(BIN)/caliban cloud --dry_run --nogpu --project_id demo-project \
-		--experiment_config experiment.json trainer.train -- --epochs 3
+		--experiment_config experiment.json trainer.train
 	@if ! docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory test-env; fi
 	@if docker info >/dev/null 2>&1; then \
 		echo "== A real local run of every experiment =="; \
 		cd example && CALIBAN_BASE_IMAGE=$(BASE_IMAGE) ../$(BIN)/caliban run --nogpu \
-			--experiment_config experiment.json trainer.train -- --epochs 3; \
+			--experiment_config experiment.json trainer.train; \
 	else echo "No Docker engine reachable: skipping the local run."; fi
 
 bench: install
