@@ -356,3 +356,14 @@ def test_real_cloud_sweep_killed_then_resubmitted_rebuilds_and_finishes(tmp_path
                 client.images.remove(uri, force=True)
             except Exception:
                 pass
+
+
+def test_resubmit_refuses_another_backend(tmp_path, emulator):
+    db = tmp_path / "h.db"
+    with history.Store(db) as s:
+        g = s.create_group("g")
+        s.add_jobs(g.id, [history.NewJob(args=[], request=vertex_body("g-0", 0), caliban_key="g-0")],
+                   backend="vertex", project=PROJECT, region=REGION, api_endpoint=emulator.url)
+    out = caliban(db, emulator, "resubmit", "--xgroup", "g", "--yes", "--backend", "ml_v1")
+    assert out.returncode == 2 and "was sent to vertex" in out.stderr
+    assert emulator.jobs() == []

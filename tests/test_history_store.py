@@ -295,3 +295,13 @@ def test_group_locks_shared_for_sweeps_exclusive_for_resubmit(tmp_path):
         late.close()
     finally:
         resubmit.close()
+
+
+def test_resending_a_failed_row_clears_its_end(store):
+    e = store.add_experiment(store.create_group("g").id, [])
+    j = store.add_job(e, backend="vertex", caliban_key="k")
+    store.mark_failed(j, "503 and gave up")
+    assert store.job(j).finished is not None
+    store.mark_submitted(j, "projects/p/locations/r/customJobs/1")
+    job = store.job(j)
+    assert (job.status, job.error, job.finished) == (states.SUBMITTED, None, None)

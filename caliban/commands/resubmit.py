@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections import defaultdict
 
-from caliban.errors import CalibanError
+from caliban.errors import CalibanError, UsageError
 
 
 def _rebuild_image(build_args: dict, args: argparse.Namespace, target, recorded_uri: str | None) -> str:
@@ -65,6 +65,13 @@ def main(args: argparse.Namespace) -> int:
             print(
                 f"{len(local)} local job(s) in {group.name} are not resubmitted: rerun them with "
                 f"`caliban run --xgroup {group.name} ...`."
+            )
+        wrong_api = {j.backend for j in cloud} - {options.backend or j.backend for j in cloud}
+        if options.backend and wrong_api:
+            raise UsageError(
+                f"--backend {options.backend}: group {group.name} was sent to "
+                f"{', '.join(sorted(wrong_api))}; its recorded request bodies are for that API "
+                "(run `caliban cloud --backend ...` to start a new sweep instead)"
             )
         cloud = remote.refresh(store, backends, cloud)
         chosen, left = resend.select_resends(cloud, bool(getattr(args, "all_jobs", False)))

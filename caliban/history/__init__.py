@@ -681,8 +681,8 @@ class Store:
         (`projects/.../customJobs/123`), the ml v1 job id, or the container id."""
         now = _now()
         self._write(
-            "UPDATE job SET status = ?, remote_id = ?, error = NULL, submitted = ?, updated = ?"
-            " WHERE id = ?",
+            "UPDATE job SET status = ?, remote_id = ?, error = NULL, exit_code = NULL,"
+            " finished = NULL, submitted = ?, updated = ? WHERE id = ?",
             (status, remote_id, now, now, job_id),
         )
 
