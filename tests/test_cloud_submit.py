@@ -305,3 +305,19 @@ def test_rejected_key_is_an_unauthenticated_error(emu, tmp_path):
         client.list()
     assert err.value.kind == cloud_client.UNAUTHENTICATED
     assert "gcloud auth application-default login" in err.value.message
+
+
+def test_interrupt_sends_nothing_more(emu):
+    jobs = sweep("vertex", 40)
+    seen = []
+
+    def before(job):
+        seen.append(job.key)
+        if len(seen) == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        submitter(emu, workers=2).submit(jobs, on_before_send=before)
+    created = set(emu.counts_by_key())
+    assert created <= set(seen[:5])  # only jobs handed over before the interrupt can exist
+    assert all(c == 1 for c in emu.counts_by_key().values())
