@@ -108,3 +108,25 @@ def test_stop_a_running_local_job_from_another_process(project, tmp_path):
     with history.Store(db) as s:
         (job,) = s.jobs(group="long")
         assert job.status == states.STOPPED  # the run's own "exited 137" doesn't overwrite it
+
+
+def test_resubmit_reruns_failed_local_jobs_after_a_fix(project, tmp_path):
+    db = tmp_path / "h.db"
+    (project / "exp.json").write_text(json.dumps({"code": [0, 3, 0]}))
+    out = run(project, db, "--xgroup", "fixme", "--experiment_config", "exp.json", "trainer.train")
+    assert out.returncode == 1, out.stderr[-2000:]
+    # The user fixes the bug; resubmit rebuilds the image from the recorded project.
+    (project / "trainer" / "train.py").write_text("print('fixed')\n")
+    dry = caliban(db, "resubmit", "--xgroup", "fixme", "--dry_run")
+    assert dry.returncode == 0 and "1 job(s) to resubmit" in dry.stdout, dry.stdout + dry.stderr
+    out = caliban(db, "resubmit", "--xgroup", "fixme", "--yes", env={"CALIBAN_BASE_IMAGE": BASE_IMAGE})
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    with history.Store(db) as s:
+        jobs = s.jobs(group="fixme")
+        assert len(jobs) == 4
+        latest = sorted(s.jobs(group="fixme", latest_only=True), key=lambda j: j.experiment_id)
+        assert [(j.status, j.exit_code) for j in latest] == [(states.SUCCEEDED, 0)] * 3
+        assert latest[1].experiment_id == jobs[1].experiment_id and latest[1].id == jobs[3].id
+        assert s.job(jobs[1].id).status == states.FAILED  # the first attempt stays in the history
+    again = caliban(db, "resubmit", "--xgroup", "fixme", "--yes")
+    assert again.returncode == 0 and "Nothing to resubmit" in again.stdout

@@ -185,3 +185,23 @@ def local_run_hooks(args: Any, project_dir: str | None = None) -> LocalRunRecord
         build_args=build_args,
         image_id=getattr(args, "image_id", None) or None,
     )
+
+
+class LocalRerunRecorder(LocalRunRecorder):
+    """Hooks for `resubmit` of local jobs: each run is a new attempt on an existing experiment."""
+
+    def __init__(self, store: Store, experiments: dict[str, int]):
+        super().__init__(xgroup=None)
+        self.store = store  # owned by the caller: not closed here
+        self._experiments = experiments  # docker_run Job.job_id -> experiment id
+
+    def set_image(self, image_id: str) -> None:
+        self.image_docker_id = image_id
+
+    def on_job_start(self, job: Any) -> None:
+        self._rows[job.job_id] = self.store.add_job(
+            self._experiments[job.job_id], backend="local", caliban_key=job.job_id
+        )
+
+    def close(self) -> None:
+        pass
