@@ -16,14 +16,28 @@ terminals): the file is in WAL mode, every write is one short
 `BEGIN IMMEDIATE` transaction, and a busy timeout makes writers wait for each
 other instead of failing.
 
-Write-ahead: a submitter calls `add_job` (status PENDING) *before* it sends
-the create request and `mark_submitted` / `mark_failed` after. A PENDING row
-that stays behind (crash, Ctrl-C, lost answer) means "maybe sent"; the job's
-`caliban_key` label lets `resubmit` find it on the backend before sending it
-again. See `caliban.history.states` for the statuses.
+Write-ahead: a sweep is written whole (`add_jobs`, every job PENDING) before
+the first create request; `mark_sending` marks a row right before its
+request goes out ("maybe sent"), `mark_submitted` / `mark_failed` /
+`mark_not_sent` record the answer. A PENDING row left behind by a crash or
+Ctrl-C is either "never sent" or "maybe sent"; the job's `caliban_key`
+label lets `resubmit` find a maybe-sent job on the backend before sending it
+again. A sweep holds a shared lock on its group while it sends (released
+when the store closes or the process dies); `resubmit` takes it exclusively.
+See `caliban.history.states` for the statuses.
 
 The schema is versioned with `PRAGMA user_version` and an ordered list of
 migrations, applied in one transaction when a store is opened.
+
+The package:
+    __init__       the store (this module); no cloud or Docker imports
+    states         statuses and the API/engine state tables
+    recorder       callbacks `caliban cloud` / `caliban run` call while they work
+    remote         reading and cancelling recorded jobs (cloud client, docker-py)
+    cloud_adapter  the three cloud calls over caliban.cloud_client
+    resend         what `resubmit` sends and the bodies it sends (pure)
+    image_rebuild  rebuilding + pushing a recorded image
+    local_rerun    rerunning local jobs
 """
 
 from __future__ import annotations
