@@ -141,6 +141,25 @@ class _SessionHttp:
         return response, r.content
 
 
+def _is_google_host(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    host = urlparse(url if "://" in url else f"https://{url}").hostname or ""
+    return host == "googleapis.com" or host.endswith(".googleapis.com")
+
+
+def _no_side_lookups(credentials) -> None:
+    """Keep a private (or test) endpoint's traffic on that endpoint.
+
+    After each token refresh google-auth looks up the account's regional
+    access boundary at the public iamcredentials endpoint, in the background.
+    A job sent to a private endpoint has no business reaching public Google,
+    so that lookup is switched off for these credentials.
+    """
+    if hasattr(credentials, "_is_regional_access_boundary_lookup_required"):
+        credentials._is_regional_access_boundary_lookup_required = lambda: False
+
+
 class CloudClient:
     """Jobs of one backend in one project and region."""
 
@@ -152,6 +171,8 @@ class CloudClient:
         self.project_id = project_id
         self.region = region
         self.endpoint = api_endpoint or default_endpoint(backend, region)
+        if api_endpoint and not _is_google_host(api_endpoint):
+            _no_side_lookups(credentials)
         self._http = _SessionHttp(credentials, timeout)
         self._service = self._build()
 

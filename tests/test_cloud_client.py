@@ -84,3 +84,27 @@ def test_importing_the_cloud_modules_stays_light():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_private_endpoint_traffic_stays_on_that_endpoint(tmp_path):
+    """google-auth's background boundary lookup would reach public Google; not with --api_endpoint."""
+    script = f"""
+import socket, sys, time
+sys.path.insert(0, {str(REPO)!r})
+hosts = set()
+real = socket.getaddrinfo
+def spy(host, *args, **kwargs):
+    hosts.add(host)
+    return real(host, *args, **kwargs)
+socket.getaddrinfo = spy
+from tests.cloud_emulator import CloudEmulator
+from tests.cloud_helpers import client_for
+with CloudEmulator() as emu:
+    key = emu.write_service_account_key({str(tmp_path / 'key.json')!r})
+    client_for(emu, key).list_by_label("caliban_key", "x")
+    time.sleep(1.0)  # the lookup runs in a background thread
+print(sorted(hosts))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['127.0.0.1']"
