@@ -13,6 +13,9 @@ setup(
         "docker>=7.0,<8",
         "google-api-python-client>=2.100,<3",
         "google-auth>=2.20,<3",
+        # google-auth's transport for API calls: unlike httplib2 it never re-sends a
+        # create whose connection dropped (which would submit a job twice).
+        "requests>=2.28,<3",
         "pyyaml>=6.0,<7",
         # Progress bars for builds, pushes and sweeps: small, pure Python, no deps.
         "tqdm>=4.60,<5",
