@@ -813,9 +813,6 @@ class Store:
             "SELECT COUNT(*) FROM experiment WHERE group_id = ?", (group_id,)
         ).fetchone()[0]
 
-    def groups_exist(self) -> bool:
-        return self._conn.execute("SELECT 1 FROM experiment_group LIMIT 1").fetchone() is not None
-
 
 def open_store(url: str | None = None) -> Store:
     """Opens (creating and migrating as needed) the history at `db_path(url)`."""
