@@ -164,3 +164,23 @@ def test_build_push_and_submit_through_the_loopback_registry(emu, project, tmp_p
                 client.images.remove(uri, force=True)
             except Exception:
                 pass
+
+
+def test_plain_status_after_a_sweep_reaches_the_jobs_with_the_recorded_key(emu, project, tmp_path):
+    r = caliban(project, tmp_path, "--api_endpoint", emu.url, "--cloud_key", emu.key_path,
+                "--project_id", "caliban-test", "--image_tag", IMAGE_TAG, "--nogpu", "--xgroup", "g1",
+                "--experiment_config", "experiment.json", "trainer.train")
+    assert r.returncode == 0, r.stderr
+    first = emu.jobs("vertex")[0]["name"]
+    emu.set_state(first, "JOB_STATE_RUNNING")
+    env = dict(os.environ, CALIBAN_DB_URL=str(tmp_path / "history.db"), PYTHONPATH=str(REPO))
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "CALIBAN_API_ENDPOINT", "PROJECT_ID", "REGION"):
+        env.pop(name, None)
+    status = subprocess.run([sys.executable, "-m", "caliban", "status", "--format", "json"], cwd=project,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert "cannot refresh" not in status.stderr
+    jobs = json.loads(status.stdout)["groups"][0]["jobs"]
+    assert [j["status"] for j in jobs] == ["RUNNING", "SUBMITTED", "SUBMITTED"]
+    with sqlite3.connect(tmp_path / "history.db") as conn:
+        assert {row[0] for row in conn.execute("SELECT cloud_key FROM job")} == {os.path.abspath(emu.key_path)}

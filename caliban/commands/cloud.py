@@ -306,6 +306,7 @@ def _submit(plan: CloudPlan, args: argparse.Namespace) -> int:
             project=plan.project_id,
             region=plan.region,
             api_endpoint=api_endpoint,
+            cloud_key=_key_path(getattr(args, "cloud_key", None)),
             jobs=[history.NewJob(args=list(p.job.args), request=p.request, caliban_key=p.caliban_key,
                                  name=p.job.name) for p in sweep.jobs],
             image_uri=image_uri,
@@ -330,6 +331,11 @@ def _submit(plan: CloudPlan, args: argparse.Namespace) -> int:
                          "(jobs already submitted are not sent again)"),
         )
     return result.exit_code
+
+
+def _key_path(cloud_key: str | None) -> str | None:
+    """The key file's absolute path, recorded so later `status`/`stop` find it (never its contents)."""
+    return os.path.abspath(cloud_key) if cloud_key else None
 
 
 def _warn(warnings: Sequence[str]) -> None:

@@ -165,6 +165,7 @@ def _resend_cloud(store, group, chosen, args, backends) -> int:
                 project=target.project,
                 region=target.region,
                 api_endpoint=target.api_endpoint,
+                cloud_key=target.cloud_key,
             )
         else:
             if not job.caliban_key:

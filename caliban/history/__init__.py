@@ -126,6 +126,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE job ADD COLUMN sent REAL;
     UPDATE job SET sent = updated WHERE status = 'PENDING';
     """,
+    # 3: the path of the key file a cloud job was submitted with (never its
+    # contents), so a plain `caliban status` / `stop` can reach the job again.
+    """
+    ALTER TABLE job ADD COLUMN cloud_key TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -273,6 +278,7 @@ class Job:
     submitted: float | None
     finished: float | None
     sent: float | None = None
+    cloud_key: str | None = None
 
     @property
     def maybe_sent(self) -> bool:
@@ -581,6 +587,7 @@ class Store:
         project: str | None = None,
         region: str | None = None,
         api_endpoint: str | None = None,
+        cloud_key: str | None = None,
         user: str | None = None,
     ) -> int:
         """Writes a PENDING job row; call it BEFORE sending the create request.
@@ -593,8 +600,8 @@ class Store:
         now = _now()
         cursor = self._write(
             "INSERT INTO job (experiment_id, backend, status, user, name, caliban_key, project,"
-            " region, api_endpoint, request, created, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " region, api_endpoint, cloud_key, request, created, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 experiment_id,
                 backend,
@@ -605,6 +612,7 @@ class Store:
                 project,
                 region,
                 api_endpoint,
+                cloud_key,
                 _dumps(request) if request is not None else None,
                 now,
                 now,
@@ -622,6 +630,7 @@ class Store:
         project: str | None = None,
         region: str | None = None,
         api_endpoint: str | None = None,
+        cloud_key: str | None = None,
         user: str | None = None,
     ) -> list[int]:
         """A whole sweep in ONE transaction: an experiment and a PENDING job each.
@@ -648,8 +657,8 @@ class Store:
                 ids.append(
                     conn.execute(
                         "INSERT INTO job (experiment_id, backend, status, user, name, caliban_key,"
-                        " project, region, api_endpoint, request, created, updated)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " project, region, api_endpoint, cloud_key, request, created, updated)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             experiment_id,
                             backend,
@@ -660,6 +669,7 @@ class Store:
                             project,
                             region,
                             api_endpoint,
+                            cloud_key,
                             _dumps(job.request) if job.request is not None else None,
                             now,
                             now,

@@ -45,6 +45,7 @@ def record_cloud_sweep(
     region: str | None,
     api_endpoint: str | None,
     jobs: Sequence[NewJob],
+    cloud_key: str | None = None,
     image_uri: str | None = None,
     docker_id: str | None = None,
     digest: str | None = None,
@@ -65,6 +66,7 @@ def record_cloud_sweep(
         project=project,
         region=region,
         api_endpoint=api_endpoint,
+        cloud_key=cloud_key,
     )
     return RecordedSweep(group.name, image_id, ids)
 

@@ -69,7 +69,7 @@ class Backends:
             project=o.project_id or job.project or os.environ.get("PROJECT_ID"),
             region=o.region or job.region or os.environ.get("REGION"),
             api_endpoint=o.api_endpoint or job.api_endpoint or os.environ.get("CALIBAN_API_ENDPOINT"),
-            cloud_key=o.cloud_key or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"),
+            cloud_key=o.cloud_key or job.cloud_key or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"),
         )
 
     def cloud(self, job: Job):
