@@ -503,39 +503,10 @@ def _build_error(failure: _BuildFailed, plan: ImagePlan, stream) -> CalibanError
     )
 
 
-def build_image(
-    project_dir: str,
-    target: Any = None,
-    *,
-    gpu: bool,
-    extras: Iterable[str] = (),
-    dirs: Iterable[str] = (),
-    no_cache: bool = False,
-    config: CalibanConfig | None = None,
-    credentials_path: str | None = None,
-    progress: str | BuildDisplay = "auto",
-    user: tuple[int, int] | None = None,
-    jupyter: str | None = None,
-    labels: dict[str, str] | None = None,
-    client=None,
-) -> str:
+def build_image(project_dir: str, target: Any = None, **options) -> str:
     """Build the Caliban image for `target` in `project_dir`; return its id
     ("sha256:..."). `target` is a caliban.targets.Target (None: no code, no
-    entrypoint, as for shell/notebook). `progress`: "auto", "bar", "steps"
-    or "quiet". Raises CalibanError (engine unreachable, failed step) or
-    UsageError (bad config, missing dirs)."""
-    return build_image_detailed(
-        project_dir,
-        target,
-        gpu=gpu,
-        extras=extras,
-        dirs=dirs,
-        no_cache=no_cache,
-        config=config,
-        credentials_path=credentials_path,
-        progress=progress,
-        user=user,
-        jupyter=jupyter,
-        labels=labels,
-        client=client,
-    ).image_id
+    entrypoint, as for shell/notebook); `options` are those of
+    `build_image_detailed`. Raises CalibanError (engine unreachable, failed
+    step) or UsageError (bad config, missing dirs)."""
+    return build_image_detailed(project_dir, target, **options).image_id
