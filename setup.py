@@ -29,8 +29,6 @@ setup(
             "expansion=caliban.expansion:main",
         ]
     },
-    classifiers=[
-        "Programming Language :: Python :: 3",
-        "License :: OSI Approved :: Apache Software License",
-    ],
+    license="Apache-2.0",
+    classifiers=["Programming Language :: Python :: 3"],
 )
