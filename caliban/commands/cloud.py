@@ -18,7 +18,6 @@ where submission plugs in.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import re
@@ -84,13 +83,6 @@ class PreparedSweep:
 # ---------------------------------------------------------------- planning
 
 
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry / no $USER in containers
-        return "user"
-
-
 def planned_image(region: str, project_id: str | None, image_repo: str | None, project_dir: str) -> str:
     """Where the project's image will be pushed; the tag is only known after the build."""
     repo = image_repo or f"{region}-docker.pkg.dev/{project_id or '<project_id>'}/caliban"
@@ -123,6 +115,7 @@ def plan_cloud_jobs(
     user: str | None = None,
 ) -> CloudPlan:
     """Check every flag and build the shared plan; raises UsageError (exit 2) on any bad input."""
+    from caliban.history import current_user
     from caliban.targets import classify_target
 
     cwd = cwd or os.getcwd()
@@ -160,7 +153,7 @@ def plan_cloud_jobs(
         project_id=getattr(args, "project_id", None) or None,
         region=args.region,
         machine=machine,
-        name=getattr(args, "name", None) or jr.default_job_name(user or _current_user()),
+        name=getattr(args, "name", None) or jr.default_job_name(user or current_user(fallback="user")),
         timestamp=jr.job_timestamp(now or datetime.now()),
         run_token=jr.new_run_token(),
         user_labels=tuple(getattr(args, "label", None) or ()),

@@ -135,11 +135,12 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def current_user() -> str:
+def current_user(fallback: str = "unknown") -> str:
+    """The login name; `fallback` when there is none (no passwd entry or $USER in containers)."""
     try:
         return getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        return os.environ.get("USER") or "unknown"
+    except Exception:
+        return os.environ.get("USER") or fallback
 
 
 def db_path(url: str | None = None) -> Path:
