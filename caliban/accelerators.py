@@ -31,10 +31,6 @@ class AcceleratorSpec:
     type: str
 
     @property
-    def is_tpu(self) -> bool:
-        return self.type.startswith("TPU_")
-
-    @property
     def short_name(self) -> str:
         return tables.SHORT_NAME.get(self.type, self.type)
 

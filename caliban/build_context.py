@@ -168,10 +168,6 @@ class DockerIgnore:
     def from_text(cls, text: str) -> "DockerIgnore":
         return cls(parse_dockerignore(text))
 
-    @property
-    def has_exclusions(self) -> bool:
-        return any(p.exclusion for p in self.patterns)
-
     def matches(self, path: str) -> bool:
         """True when `path` (or one of its parents) is ignored."""
         path = _clean(path)

@@ -446,11 +446,3 @@ class Submitter:
             return self._submitted(existing, attempts, adopted=True)
         return Outcome(FAILED, attempts=attempts,
                        error=f"job id {job_id} is already used by another job ({error.api_message})")
-
-
-def submit_jobs(client: "cc.CloudClient", jobs: Iterable[SubmitJob], **options) -> SubmitResult:
-    """`Submitter(client, **engine options).submit(jobs, **per-call options)` in one call."""
-    call_keys = {"on_before_send", "on_result", "check_existing", "resume_hint"}
-    call = {k: v for k, v in options.items() if k in call_keys}
-    engine = {k: v for k, v in options.items() if k not in call_keys}
-    return Submitter(client, **engine).submit(jobs, **call)

@@ -106,13 +106,6 @@ class Backends:
     def cancel_cloud(self, job: Job) -> None:
         self.cloud(job).cancel(job.remote_id)
 
-    def find_by_key(self, job: Job) -> str | None:
-        """The remote id of the job carrying this row's caliban_key label, if one exists."""
-        if not job.caliban_key:
-            return None
-        found = self.cloud(job).find_by_label("caliban_key", job.caliban_key)
-        return found
-
     # -- local ----------------------------------------------------------------
 
     def docker(self):
