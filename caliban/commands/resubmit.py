@@ -56,7 +56,7 @@ def _rebuild_image(build_args: dict, args: argparse.Namespace, target, recorded_
 
 def main(args: argparse.Namespace) -> int:
     from caliban import history
-    from caliban.commands.stop import confirm
+    from caliban.commands._confirm import dry_run_or_confirm
     from caliban.history import remote, resend, states
 
     options = remote.CloudOptions.from_args(args)
@@ -102,13 +102,10 @@ def main(args: argparse.Namespace) -> int:
         for job in local_chosen:
             exp = store.experiment(job.experiment_id)
             print(f"  job {job.id}  local  {job.status.lower()}  (new run)  args: {' '.join(exp.args) or '-'}")
-        if getattr(args, "dry_run", False):
-            print(f"Dry run: would resubmit {total} job(s); nothing was built, pushed or sent.")
-            return 0
-        if not confirm(f"Resubmit these {total} job(s)?", getattr(args, "yes", False),
-                       f"resubmit {total} job(s)"):
-            print("Nothing resubmitted.")
-            return 1
+        early_exit = dry_run_or_confirm(args, "resubmit", "resubmitted", total,
+                                       "nothing was built, pushed or sent")
+        if early_exit is not None:
+            return early_exit
         exit_code = _resend_cloud(store, group, chosen, args, backends) if chosen else 0
         if local_chosen:
             from caliban.history.local_rerun import rerun_local

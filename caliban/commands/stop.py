@@ -5,22 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from caliban.errors import CalibanError, UsageError
-
-
-def confirm(question: str, yes: bool, what: str) -> bool:
-    """True to go ahead. Without a terminal to ask on, only `--yes` goes ahead."""
-    if yes:
-        return True
-    if not sys.stdin or not sys.stdin.isatty():
-        raise UsageError(
-            f"refusing to {what} without confirmation: no terminal to ask on; pass --yes"
-        )
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        answer = ""
-    return answer.strip().lower() in ("y", "yes")
+from caliban.commands._confirm import dry_run_or_confirm
+from caliban.errors import CalibanError
 
 
 def describe(job) -> str:
@@ -56,13 +42,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"{len(candidates)} job(s) to stop for {scope}:")
         for job in candidates:
             print(describe(job))
-        if getattr(args, "dry_run", False):
-            print(f"Dry run: would stop {len(candidates)} job(s); nothing was changed.")
-            return 0
-        if not confirm(f"Stop these {len(candidates)} job(s)?", getattr(args, "yes", False),
-                       f"stop {len(candidates)} job(s)"):
-            print("Nothing stopped.")
-            return 1
+        early_exit = dry_run_or_confirm(args, "stop", "stopped", len(candidates), "nothing was changed")
+        if early_exit is not None:
+            return early_exit
         failed = 0
         for job in candidates:
             try:
