@@ -79,13 +79,10 @@ def rebuild_and_push(
 ) -> str:
     """Builds the image again as `caliban cloud` did, pushes it, returns its URI.
 
-    The build runs from the recorded project directory (as the original
-    command did, so relative `-d` dirs mean the same); an unchanged project
-    hits the layer cache and yields the same content tag, which the push
-    finds in the registry and skips.
+    An unchanged project hits the layer cache and yields the same content
+    tag, which the push finds in the registry and skips.
     """
     from caliban import cloud_auth, image_push
-    from caliban.docker_engine import build_image
     from caliban.targets import classify_target
 
     project_dir = build_args["project_dir"]
@@ -98,9 +95,22 @@ def rebuild_and_push(
         build_args, image_repo=image_repo, project=project, region=region, recorded_uri=recorded_uri
     )
     credentials, _ = cloud_auth.load_credentials(cloud_key)
+    target = classify_target(build_args["target"], project_dir)
+    image_id = build_recorded(build_args, target, cloud_key=cloud_key)
+    return image_push.push_image(image_id, repository, credentials=credentials).uri
+
+
+def build_recorded(build_args: dict, target, *, cloud_key: str | None, client=None) -> str:
+    """Builds the image again from the recorded project and flags; its docker id.
+
+    The build runs from the recorded project directory, as the original
+    command did, so relative `-d` dirs mean the same.
+    """
+    from caliban.docker_engine import build_image
+
+    project_dir = build_args["project_dir"]
     with _inside(project_dir):
-        target = classify_target(build_args["target"], project_dir)
-        image_id = build_image(
+        return build_image(
             project_dir,
             target,
             gpu=bool(build_args.get("gpu", True)),
@@ -108,5 +118,5 @@ def rebuild_and_push(
             dirs=build_args.get("dirs") or [],
             no_cache=bool(build_args.get("no_cache", False)),
             credentials_path=cloud_key,
+            client=client,
         )
-    return image_push.push_image(image_id, repository, credentials=credentials).uri

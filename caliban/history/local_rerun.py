@@ -16,7 +16,7 @@ from caliban.errors import CalibanError
 
 def rerun_local(store, jobs, *, cloud_key: str | None) -> int:
     """Reruns the experiments of `jobs` (latest local jobs of one group); exit status."""
-    from caliban.docker_engine import build_image, check_gpu_support, connect
+    from caliban.docker_engine import check_gpu_support, connect
     from caliban.docker_run import (
         ContainerSpec,
         Job as RunJob,
@@ -25,7 +25,7 @@ def rerun_local(store, jobs, *, cloud_key: str | None) -> int:
         run_jobs,
         summary_lines,
     )
-    from caliban.history.image_rebuild import _inside
+    from caliban.history.image_rebuild import build_recorded
     from caliban.history.recorder import LocalRerunRecorder
     from caliban.targets import classify_target
 
@@ -48,18 +48,10 @@ def rerun_local(store, jobs, *, cloud_key: str | None) -> int:
         gpu = bool(build_args.get("gpu", True))
         if gpu:
             check_gpu_support(client)
-        with _inside(project_dir):
-            target = classify_target(build_args["target"], project_dir)
-            image_ref = build_args.get("image_id") or build_image(
-                project_dir,
-                target,
-                gpu=gpu,
-                extras=build_args.get("extras") or [],
-                dirs=build_args.get("dirs") or [],
-                no_cache=bool(build_args.get("no_cache", False)),
-                credentials_path=cloud_key,
-                client=client,
-            )
+        target = classify_target(build_args["target"], project_dir)
+        image_ref = build_args.get("image_id") or build_recorded(
+            build_args, target, cloud_key=cloud_key, client=client
+        )
         options = parse_docker_run_args(build_args.get("docker_run_args") or "")
         group = items[0][0].group_name
         run_jobs_list = [
