@@ -13,15 +13,22 @@ import os
 from caliban.errors import CalibanError
 
 
-def cloud_build_args(args, project_dir: str, image_repo: str | None = None) -> dict:
-    """What `caliban cloud` records so `resubmit` can rebuild the image."""
+def build_args_of(args, project_dir: str) -> dict:
+    """The build flags `caliban run` and `caliban cloud` record; `build_recorded` reads them back."""
     return {
         "project_dir": project_dir,
-        "target": args.module,
+        "target": getattr(args, "module", None),
         "gpu": not getattr(args, "nogpu", False),
         "extras": list(getattr(args, "extras", None) or []),
         "dirs": list(getattr(args, "dir", None) or []),
         "no_cache": bool(getattr(args, "no_cache", False)),
+    }
+
+
+def cloud_build_args(args, project_dir: str, image_repo: str | None = None) -> dict:
+    """What `caliban cloud` records so `resubmit` can rebuild the image."""
+    return {
+        **build_args_of(args, project_dir),
         "image_tag": getattr(args, "image_tag", None) or None,
         "image_repo": image_repo or getattr(args, "image_repo", None) or None,
     }

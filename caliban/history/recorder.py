@@ -27,6 +27,7 @@ import dataclasses
 from typing import Any, Sequence
 
 from caliban.history import NewJob, Store
+from caliban.history.image_rebuild import build_args_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,14 +172,8 @@ def local_run_hooks(args: Any, project_dir: str | None = None) -> LocalRunRecord
     """The recorder for a `caliban run` invocation (call only when not --dry_run)."""
     import os
 
-    project_dir = os.path.abspath(project_dir or os.getcwd())
     build_args = {
-        "project_dir": project_dir,
-        "target": getattr(args, "module", None),
-        "gpu": not getattr(args, "nogpu", False),
-        "extras": list(getattr(args, "extras", None) or []),
-        "dirs": list(getattr(args, "dir", None) or []),
-        "no_cache": bool(getattr(args, "no_cache", False)),
+        **build_args_of(args, os.path.abspath(project_dir or os.getcwd())),
         "image_id": getattr(args, "image_id", None) or None,
         "docker_run_args": getattr(args, "docker_run_args", None) or "",
     }
