@@ -1,9 +1,14 @@
-"""Shared pieces for the cloud tests: request bodies, a fake clock, clients on the emulator."""
+"""Shared pieces for the cloud tests: request bodies, a fake clock, clients and CLI runs on the emulator."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 PROJECT = "caliban-test"
 REGION = "us-central1"
 IMAGE = "us-central1-docker.pkg.dev/caliban-test/caliban/img:abc"
@@ -58,6 +63,20 @@ def client_for(emu, key_path, backend: str = "vertex", timeout: float = 10.0):
 
     credentials, _ = cloud_auth.load_credentials(str(key_path))
     return cloud_client.CloudClient(backend, PROJECT, REGION, credentials, api_endpoint=emu.url, timeout=timeout)
+
+
+def history_env(db, emu) -> dict:
+    """The environment of a `python -m caliban` that records to `db` and reaches `emu` with its key."""
+    env = dict(os.environ, CALIBAN_DB_URL=str(db), PYTHONPATH=str(REPO),
+               GOOGLE_APPLICATION_CREDENTIALS=emu.key_path)
+    env.pop("CALIBAN_API_ENDPOINT", None)
+    return env
+
+
+def caliban(db, emu, *argv, timeout: float = 120):
+    """`python -m caliban ARGV` from the repository, in `history_env`, with no terminal."""
+    return subprocess.run([sys.executable, "-m", "caliban", *argv], cwd=REPO, env=history_env(db, emu),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
 class FakeClock:

@@ -1,77 +1,23 @@
 """`caliban status` / `stop` against the cloud emulator: real google-auth, real HTTP."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from caliban import history
 from caliban.history import states
-from tests.cloud_emulator import CloudEmulator
-
-REPO = Path(__file__).resolve().parent.parent
-PROJECT = "caliban-test"
-REGION = "us-central1"
-IMAGE = "us-central1-docker.pkg.dev/caliban-test/caliban/img:abc"
-
-
-def vertex_body(key: str, i: int) -> dict:
-    return {
-        "displayName": f"caliban_test_{i}",
-        "labels": {"caliban_key": key},
-        "jobSpec": {
-            "workerPoolSpecs": [
-                {
-                    "machineSpec": {"machineType": "n1-standard-4"},
-                    "replicaCount": "1",
-                    "containerSpec": {"imageUri": IMAGE, "args": ["--i", str(i)]},
-                }
-            ]
-        },
-    }
-
-
-def ml_body(key: str, i: int) -> dict:
-    return {
-        "jobId": f"caliban_test_{key.replace('-', '_')}",
-        "labels": {"caliban_key": key},
-        "trainingInput": {
-            "scaleTier": "CUSTOM",
-            "masterType": "n1-standard-4",
-            "masterConfig": {"imageUri": IMAGE},
-            "region": REGION,
-            "args": ["--i", str(i)],
-        },
-    }
-
-
-@pytest.fixture
-def emulator(tmp_path):
-    with CloudEmulator() as emu:
-        emu.key_path = emu.write_service_account_key(tmp_path / "key.json", PROJECT)
-        yield emu
-
-
-def client_for(emu, backend):
-    from caliban import cloud_auth, cloud_client
-
-    creds, _ = cloud_auth.load_credentials(emu.key_path)
-    return cloud_client.CloudClient(backend, PROJECT, REGION, creds, api_endpoint=emu.url)
+from tests.cloud_helpers import BODIES, PROJECT, REGION, caliban, client_for
 
 
 def submit_recorded(db, emu, backend, group, n, send=True):
     """A sweep as `caliban cloud` records it: PENDING row, create, SUBMITTED."""
-    client = client_for(emu, backend)
-    body_of = vertex_body if backend == "vertex" else ml_body
+    client = client_for(emu, emu.key_path, backend)
     ids = []
     with history.Store(db) as s:
         g = s.create_group(group)
         for i in range(n):
             key = f"{group}-{i}"
-            body = body_of(key, i)
+            body = BODIES[backend](key, i)
             e = s.add_experiment(g.id, ["--i", str(i)], flags={"i": i})
             j = s.add_job(e, backend=backend, request=body, caliban_key=key, project=PROJECT,
                           region=REGION, api_endpoint=emu.url)
@@ -80,14 +26,6 @@ def submit_recorded(db, emu, backend, group, n, send=True):
                 s.mark_submitted(j, created["name"] if backend == "vertex" else created["jobId"])
             ids.append(j)
     return ids
-
-
-def caliban(db, emu, *argv):
-    env = dict(os.environ, CALIBAN_DB_URL=str(db), PYTHONPATH=str(REPO),
-               GOOGLE_APPLICATION_CREDENTIALS=emu.key_path)
-    env.pop("CALIBAN_API_ENDPOINT", None)
-    return subprocess.run([sys.executable, "-m", "caliban", *argv], cwd=REPO, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("backend", ["vertex", "ml_v1"])

@@ -7,17 +7,15 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
 from caliban import history, labels
 from caliban.history import resend, states
-from tests.cloud_emulator import CloudEmulator
-from tests.test_history_cloud import IMAGE, PROJECT, REGION, client_for, ml_body, vertex_body
-
-REPO = Path(__file__).resolve().parent.parent
-BODIES = {"vertex": vertex_body, "ml_v1": ml_body}
+from tests import cloud_helpers
+from tests.cloud_helpers import (
+    BODIES, IMAGE, PROJECT, REGION, REPO, client_for, history_env, ml_body, vertex_body,
+)
 
 # What `caliban cloud` does once wired to the history: record the sweep, then
 # submit through the engine with the recorder's callbacks.
@@ -27,10 +25,10 @@ SWEEP = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     from caliban import history, cloud_auth, cloud_client, cloud_submit
     from caliban.history import recorder
-    from tests.test_history_cloud import vertex_body, ml_body
+    from tests.cloud_helpers import BODIES
     db, url, key, backend, group, n, rate = sys.argv[1:8]
     n, rate = int(n), float(rate)
-    make = {{"vertex": vertex_body, "ml_v1": ml_body}}[backend]
+    make = BODIES[backend]
     bodies = [make(f"{{group}}-{{i}}", i) for i in range(n)]
     with history.Store(db) as store:
         rec = recorder.record_cloud_sweep(
@@ -51,23 +49,8 @@ SWEEP = textwrap.dedent(
 )
 
 
-@pytest.fixture
-def emulator(tmp_path):
-    with CloudEmulator() as emu:
-        emu.key_path = emu.write_service_account_key(tmp_path / "key.json", PROJECT)
-        yield emu
-
-
-def env_for(db, emu):
-    env = dict(os.environ, CALIBAN_DB_URL=str(db), PYTHONPATH=str(REPO),
-               GOOGLE_APPLICATION_CREDENTIALS=emu.key_path)
-    env.pop("CALIBAN_API_ENDPOINT", None)
-    return env
-
-
 def caliban(db, emu, *argv):
-    return subprocess.run([sys.executable, "-m", "caliban", *argv], cwd=REPO, env=env_for(db, emu),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    return cloud_helpers.caliban(db, emu, *argv, timeout=300)
 
 
 def args_count(emu, backend):
@@ -84,7 +67,7 @@ def test_sweep_killed_midway_then_resubmit_sends_every_job_exactly_once(tmp_path
     script = SWEEP.format(repo=str(REPO), image=IMAGE)
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(db), emulator.url, emulator.key_path, backend, "sweep", str(n), "240"],
-        env=env_for(db, emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=history_env(db, emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.time() + 60
     while len(emulator.jobs(backend)) < 6 and time.time() < deadline and proc.poll() is None:
@@ -129,7 +112,7 @@ def test_resubmit_refuses_while_the_sweep_is_still_sending(tmp_path, emulator):
     proc = subprocess.Popen(
         [sys.executable, "-c", SWEEP.format(repo=str(REPO), image=IMAGE), str(db), emulator.url,
          emulator.key_path, "vertex", "live", str(n), "30"],
-        env=env_for(db, emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=history_env(db, emulator), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         deadline = time.time() + 60
@@ -151,7 +134,7 @@ def test_resubmit_refuses_while_the_sweep_is_still_sending(tmp_path, emulator):
 def test_created_but_unrecorded_job_is_adopted_not_sent_twice(tmp_path, emulator):
     """The worst moment to die: the create went through, the answer was never recorded."""
     db = tmp_path / "h.db"
-    client = client_for(emulator, "vertex")
+    client = client_for(emulator, emulator.key_path, "vertex")
     with history.Store(db) as s:
         g = s.create_group("g")
         ids = s.add_jobs(g.id, [history.NewJob(args=["--i", str(i)], request=vertex_body(f"g-{i}", i),
@@ -172,7 +155,7 @@ def test_created_but_unrecorded_job_is_adopted_not_sent_twice(tmp_path, emulator
 @pytest.mark.parametrize("backend", ["vertex", "ml_v1"])
 def test_failed_and_stopped_jobs_get_a_new_attempt(tmp_path, emulator, backend):
     db = tmp_path / "h.db"
-    client = client_for(emulator, backend)
+    client = client_for(emulator, emulator.key_path, backend)
     with history.Store(db) as s:
         g = s.create_group("g")
         image = s.record_image(uri=IMAGE, build_args={"image_tag": IMAGE})
@@ -312,7 +295,7 @@ def test_real_cloud_sweep_killed_then_resubmitted_rebuilds_and_finishes(tmp_path
     n = 10
     (project / "exp.json").write_text(json.dumps({"seed": list(range(n))}))
     db = tmp_path / "h.db"
-    env = dict(env_for(db, emulator), CALIBAN_BASE_IMAGE=BASE_IMAGE)
+    env = dict(history_env(db, emulator), CALIBAN_BASE_IMAGE=BASE_IMAGE)
     repo = f"{REGISTRY}/test-history/{uuid.uuid4().hex[:8]}"
     cloud_argv = [sys.executable, "-m", "caliban", "cloud", "--xgroup", "e2e", "--api_endpoint", emulator.url,
                   "--project_id", PROJECT, "--nogpu", "--image_repo", repo, "--rate_limit", "60",
