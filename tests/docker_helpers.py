@@ -19,6 +19,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
+REGISTRY = os.environ.get("CALIBAN_TEST_REGISTRY", "127.0.0.1:5000")
 TEST_LABEL = {"caliban.test": "1"}
 
 
@@ -41,6 +42,44 @@ def engine_client():
     except Exception:
         _unavailable(f"base image {BASE_IMAGE} is missing (run .ci/test-env.sh)")
     return client
+
+
+def engine_and_registry():
+    """A docker-py client, for tests that build and push to the loopback registry."""
+    import urllib.request
+
+    try:
+        import docker
+
+        client = docker.from_env(timeout=300)
+        client.ping()
+        client.images.get(BASE_IMAGE)
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).read()
+        return client
+    except Exception as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable with CI=true: {e}")
+        pytest.skip(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable: {e}")
+
+
+def remove_pushed(client, uri: str) -> None:
+    """Delete an image a test pushed, from the loopback registry and the engine; best effort."""
+    import urllib.request
+
+    name, tag = uri[len(REGISTRY) + 1:].rsplit(":", 1)
+    head = urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{tag}", method="HEAD",
+                                  headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    try:
+        with urllib.request.urlopen(head, timeout=10) as resp:
+            digest = resp.headers["Docker-Content-Digest"]
+        urllib.request.urlopen(urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{digest}",
+                                                      method="DELETE"), timeout=10).read()
+    except OSError:
+        pass
+    try:
+        client.images.remove(uri, force=True)
+    except Exception:
+        pass
 
 
 def cleanup(client, source_dir: str) -> None:

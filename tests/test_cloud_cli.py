@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests import cloud_emulator as ce
+from tests.docker_helpers import BASE_IMAGE, REGISTRY, engine_and_registry, remove_pushed
 
 REPO = Path(__file__).resolve().parent.parent
-REGISTRY = os.environ.get("CALIBAN_TEST_REGISTRY", "127.0.0.1:5000")
-BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
 IMAGE_TAG = "us-central1-docker.pkg.dev/caliban-test/caliban/trainer:v1"
 
 
@@ -106,23 +105,8 @@ def test_no_credentials_fails_before_any_build(emu, project, tmp_path):
 # -- build + push to the loopback registry ----------------------------------------
 
 
-def _engine_and_registry():
-    try:
-        import docker
-
-        client = docker.from_env(timeout=300)
-        client.ping()
-        client.images.get(BASE_IMAGE)
-        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).read()
-        return client
-    except Exception as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable with CI=true: {e}")
-        pytest.skip(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable: {e}")
-
-
 def test_build_push_and_submit_through_the_loopback_registry(emu, project, tmp_path):
-    client = _engine_and_registry()
+    client = engine_and_registry()
     repo = f"{REGISTRY}/test/caliban"
     argv = ("--api_endpoint", emu.url, "--cloud_key", emu.key_path, "--project_id", "caliban-test", "--nogpu",
             "--image_repo", repo, "--experiment_config", "experiment.json", "trainer.train")
@@ -150,20 +134,7 @@ def test_build_push_and_submit_through_the_loopback_registry(emu, project, tmp_p
             assert f"Pushed {second.pop()}" in again.stderr
     finally:
         for uri in {j["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["imageUri"] for j in emu.jobs()}:
-            name, tag = uri[len(REGISTRY) + 1:].rsplit(":", 1)
-            head = urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{tag}", method="HEAD",
-                                          headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
-            try:
-                with urllib.request.urlopen(head, timeout=10) as resp:
-                    digest = resp.headers["Docker-Content-Digest"]
-                urllib.request.urlopen(urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{digest}",
-                                                              method="DELETE"), timeout=10).read()
-            except OSError:
-                pass
-            try:
-                client.images.remove(uri, force=True)
-            except Exception:
-                pass
+            remove_pushed(client, uri)
 
 
 def test_plain_status_after_a_sweep_reaches_the_jobs_with_the_recorded_key(emu, project, tmp_path):

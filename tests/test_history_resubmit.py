@@ -1,7 +1,6 @@
 """`caliban resubmit` against the cloud emulator: interrupted sweeps end with every job exactly once."""
 
 import collections
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from tests import cloud_helpers
 from tests.cloud_helpers import (
     BODIES, IMAGE, PROJECT, REGION, REPO, client_for, history_env, ml_body, vertex_body,
 )
+from tests.docker_helpers import BASE_IMAGE, REGISTRY, engine_and_registry, remove_pushed
 
 # What `caliban cloud` does once wired to the history: record the sweep, then
 # submit through the engine with the recorder's callbacks.
@@ -250,39 +250,6 @@ def test_retarget_request_keeps_everything_else():
 
 # ---------------------------------------------------- end to end: real `caliban cloud`
 
-REGISTRY = os.environ.get("CALIBAN_TEST_REGISTRY", "127.0.0.1:5000")
-BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
-
-
-def engine_and_registry():
-    import urllib.request
-
-    try:
-        import docker
-
-        client = docker.from_env(timeout=300)
-        client.ping()
-        client.images.get(BASE_IMAGE)
-        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5).read()
-        return client
-    except Exception as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable with CI=true: {e}")
-        pytest.skip(f"Docker engine, {BASE_IMAGE} or registry {REGISTRY} unavailable: {e}")
-
-
-def delete_from_registry(uri):
-    import urllib.request
-
-    name, tag = uri[len(REGISTRY) + 1:].rsplit(":", 1)
-    head = urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{tag}", method="HEAD",
-                                  headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
-    with urllib.request.urlopen(head, timeout=10) as resp:
-        digest = resp.headers["Docker-Content-Digest"]
-    urllib.request.urlopen(urllib.request.Request(f"http://{REGISTRY}/v2/{name}/manifests/{digest}",
-                                                  method="DELETE"), timeout=10).read()
-
-
 def test_real_cloud_sweep_killed_then_resubmitted_rebuilds_and_finishes(tmp_path, emulator):
     import json
     import uuid
@@ -334,11 +301,7 @@ def test_real_cloud_sweep_killed_then_resubmitted_rebuilds_and_finishes(tmp_path
             assert image.build_args["target"] == "trainer.train" and image.build_args["gpu"] is False
     finally:
         for uri in pushed:
-            try:
-                delete_from_registry(uri)
-                client.images.remove(uri, force=True)
-            except Exception:
-                pass
+            remove_pushed(client, uri)
 
 
 def test_resubmit_refuses_another_backend(tmp_path, emulator):
