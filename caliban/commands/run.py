@@ -10,10 +10,10 @@ from caliban.errors import UsageError
 
 
 def job_args_list(args: argparse.Namespace) -> tuple[int, object]:
-    """(number of jobs, lazy iterator of each job's argv)."""
+    """(number of jobs, lazy iterator of each job's (argv, experiment dict or None))."""
     base = list(getattr(args, "script_args", None) or [])
     if not getattr(args, "experiment_config", None):
-        return 1, iter([base])
+        return 1, iter([(base, None)])
     from caliban.experiments import count_experiments, expand_experiments, experiment_to_args, load_experiment_config
 
     config = load_experiment_config(args.experiment_config)
@@ -45,8 +45,7 @@ def main(args: argparse.Namespace, hooks=None) -> int:
     xgroup = getattr(args, "xgroup", None)
 
     def jobs():
-        for index, piece in enumerate(pieces, start=1):
-            job_args, experiment = piece if isinstance(piece, tuple) else (piece, None)
+        for index, (job_args, experiment) in enumerate(pieces, start=1):
             yield Job(index=index, total=total, args=list(job_args), experiment=experiment)
 
     def make_spec(image: str, job: Job) -> ContainerSpec:
