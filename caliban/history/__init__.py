@@ -42,6 +42,7 @@ The package:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import getpass
@@ -183,8 +184,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) ->
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version == target:
         return version
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn):
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version > target:
             raise CalibanError(
@@ -196,11 +196,19 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str] = MIGRATIONS) ->
             for statement in _statements(migrations[number - 1]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
+    return target
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection):
+    """One write transaction that takes the write lock up front; rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return target
 
 
 def _statements(script: str) -> Iterable[str]:
@@ -322,6 +330,16 @@ def iso_time(stamp: float | None) -> str | None:
     )
 
 
+_INSERT_GROUP = (
+    "INSERT INTO experiment_group (name, user, created) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING"
+)
+_INSERT_EXPERIMENT = "INSERT INTO experiment (group_id, image_id, args, flags, created) VALUES (?, ?, ?, ?, ?)"
+# A new job is always PENDING: see `Store.add_job`.
+_INSERT_JOB = (
+    "INSERT INTO job (experiment_id, backend, status, user, name, caliban_key, project,"
+    " region, api_endpoint, cloud_key, request, created, updated)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _JOB_SELECT = """
     SELECT job.*, experiment_group.name AS group_name
     FROM job
@@ -436,15 +454,8 @@ class Store:
 
     def _write(self, sql: str, params: Sequence | dict = ()) -> sqlite3.Cursor:
         """One statement in its own short write transaction."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return cursor
+        with _transaction(self._conn):
+            return self._conn.execute(sql, params)
 
     def schema_version(self) -> int:
         return self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -462,8 +473,7 @@ class Store:
             if not name:
                 raise UsageError("--xgroup: the group name is empty")
             self._write(
-                "INSERT INTO experiment_group (name, user, created) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO NOTHING",
+                _INSERT_GROUP,
                 (name, user, _now()),
             )
             group = self.group(name)
@@ -473,8 +483,7 @@ class Store:
         for attempt in range(1, 1000):
             candidate = base if attempt == 1 else f"{base}-{attempt}"
             cursor = self._write(
-                "INSERT INTO experiment_group (name, user, created) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO NOTHING",
+                _INSERT_GROUP,
                 (candidate, user, _now()),
             )
             if cursor.rowcount == 1:
@@ -553,7 +562,7 @@ class Store:
         entry point (pass-through args, then the experiment's flags), `flags`
         the experiment's dict from the config."""
         cursor = self._write(
-            "INSERT INTO experiment (group_id, image_id, args, flags, created) VALUES (?, ?, ?, ?, ?)",
+            _INSERT_EXPERIMENT,
             (group_id, image_id, json.dumps(list(args)), _dumps(flags or {}), _now()),
         )
         return cursor.lastrowid
@@ -600,9 +609,7 @@ class Store:
             raise ValueError(f"unknown backend {backend!r}")
         now = _now()
         cursor = self._write(
-            "INSERT INTO job (experiment_id, backend, status, user, name, caliban_key, project,"
-            " region, api_endpoint, cloud_key, request, created, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _INSERT_JOB,
             (
                 experiment_id,
                 backend,
@@ -647,19 +654,15 @@ class Store:
         now = _now()
         conn = self._conn
         ids = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             for job in jobs:
                 experiment_id = conn.execute(
-                    "INSERT INTO experiment (group_id, image_id, args, flags, created)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    _INSERT_EXPERIMENT,
                     (group_id, image_id, json.dumps(list(job.args)), _dumps(job.flags or {}), now),
                 ).lastrowid
                 ids.append(
                     conn.execute(
-                        "INSERT INTO job (experiment_id, backend, status, user, name, caliban_key,"
-                        " project, region, api_endpoint, cloud_key, request, created, updated)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        _INSERT_JOB,
                         (
                             experiment_id,
                             backend,
@@ -677,10 +680,6 @@ class Store:
                         ),
                     ).lastrowid
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return ids
 
     def mark_sending(self, job_id: int) -> None:
