@@ -34,7 +34,7 @@ The package:
     states         statuses and the API/engine state tables
     recorder       callbacks `caliban cloud` / `caliban run` call while they work
     remote         reading and cancelling recorded jobs (cloud client, docker-py)
-    cloud_adapter  the three cloud calls over caliban.cloud_client
+    cloud_adapter  the two cloud calls over caliban.cloud_client
     resend         what `resubmit` sends and the bodies it sends (pure)
     image_rebuild  rebuilding + pushing a recorded image
     local_rerun    rerunning local jobs

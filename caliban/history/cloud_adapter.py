@@ -1,10 +1,10 @@
-"""The three cloud calls the history needs, over `caliban.cloud_client`.
+"""The two cloud calls `status` and `stop` need, over `caliban.cloud_client`.
 
-`get(remote_id)` -> the job resource (with its "state"), `cancel(remote_id)`,
-and `find_by_label(key, value)` -> the remote id of the job carrying that
-label, for both backends. Remote ids are what the store records: the Vertex
-resource name (`projects/.../locations/.../customJobs/N`) or the ml v1
-`jobId`.
+`get(remote_id)` -> the job resource (with its "state") and
+`cancel(remote_id)`, for both backends. Remote ids are what the store
+records: the Vertex resource name (`projects/.../locations/.../customJobs/N`)
+or the ml v1 `jobId`. (`resubmit` looks jobs up by label through
+`caliban.cloud_submit`, which sends them.)
 """
 
 from __future__ import annotations
@@ -12,13 +12,6 @@ from __future__ import annotations
 from caliban.errors import CalibanError
 
 DEFAULT_REGION = "us-central1"
-
-
-def remote_id_of(backend: str, job: dict) -> str:
-    """The id the store records for a job resource returned by the API."""
-    if backend == "ml_v1":
-        return job["jobId"]
-    return job["name"]
 
 
 class HistoryCloud:
@@ -38,15 +31,6 @@ class HistoryCloud:
 
     def cancel(self, remote_id: str) -> None:
         self._call(f"cancel {remote_id}", self.client.cancel, remote_id)
-
-    def find_by_label(self, key: str, value: str) -> str | None:
-        found = self._call(f"list jobs by {key}={value}", self.client.list_by_label, key, value)
-        if not found:
-            return None
-        if len(found) > 1:
-            # Never expected (the key is unique per job); adopt the oldest, loudly.
-            found.sort(key=lambda j: j.get("createTime", ""))
-        return remote_id_of(self.client.backend, found[0])
 
 
 def open_client(target) -> HistoryCloud:
