@@ -15,9 +15,9 @@ import sys
 
 from caliban import __version__
 from caliban.errors import CalibanError, UsageError
+from caliban.machine_tables import DEFAULT_REGION
 
 COMMANDS = ("run", "cloud", "build", "shell", "notebook", "status", "stop", "resubmit")
-DEFAULT_REGION = "us-central1"
 DEFAULT_RATE_LIMIT = 60
 
 

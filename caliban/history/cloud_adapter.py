@@ -10,8 +10,7 @@ or the ml v1 `jobId`. (`resubmit` looks jobs up by label through
 from __future__ import annotations
 
 from caliban.errors import CalibanError
-
-DEFAULT_REGION = "us-central1"
+from caliban.machine_tables import DEFAULT_REGION
 
 
 class HistoryCloud:

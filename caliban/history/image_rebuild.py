@@ -11,6 +11,7 @@ import contextlib
 import os
 
 from caliban.errors import CalibanError
+from caliban.machine_tables import DEFAULT_REGION
 
 
 def build_args_of(args, project_dir: str) -> dict:
@@ -56,13 +57,13 @@ def push_repository(
 
     project_dir = build_args["project_dir"]
     if image_repo:
-        return repository_of(cloud.planned_image(region or "us-central1", project, image_repo, project_dir))
+        return repository_of(cloud.planned_image(region or DEFAULT_REGION, project, image_repo, project_dir))
     if recorded_uri:
         return repository_of(recorded_uri)
     repo = build_args.get("image_repo") or cloud._configured_image_repo(project_dir)
     if not repo and not project:
         raise CalibanError("no image repository recorded for this group; pass --image_repo or --project_id")
-    return repository_of(cloud.planned_image(region or "us-central1", project, repo, project_dir))
+    return repository_of(cloud.planned_image(region or DEFAULT_REGION, project, repo, project_dir))
 
 
 @contextlib.contextmanager
