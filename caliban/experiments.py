@@ -9,7 +9,9 @@ The semantics are those of Caliban 0.4.2, to the letter:
 - a compound key `"[a,b]"` sweeps several flags jointly: `[[1,2],[3,4]]` is two
   experiments, `[1,2]` is one joint value;
 - `true` renders as a bare `--flag` and `false` leaves the flag out; every
-  other value renders with `str()`.
+  other value renders with `str()`;
+- experiments come out with the FIRST key varying fastest, so job numbers
+  match the original's.
 
 Validation happens once, up front, and turns the config into a plan of
 pre-rendered "axes"; expansion then only walks `itertools.product`, so a sweep
@@ -32,7 +34,7 @@ Choice = tuple
 Axis = list
 
 _SIMPLE_KEY = re.compile(r"[^\s,\[\]]+")
-_COMPOUND_KEY = re.compile(r"\[([^\s,\[\]]+(?:,[^\s,\[\]]+)*)\]")
+_COMPOUND_KEY = re.compile(r"\[\s*([^\s,\[\]]+(?:\s*,\s*[^\s,\[\]]+)*)\s*\]")
 _ATOM_TYPES = (str, int, float, bool)
 
 
@@ -71,7 +73,7 @@ def parse_config_text(text: str, source: str, fmt: str = "json") -> Any:
 
 def load_experiment_config(path: str, stdin=None) -> Any:
     """Read and validate a config from a .json/.yaml/.yml file, or `stdin` / `-`."""
-    if path in ("stdin", "-"):
+    if path == "-" or path.lower() == "stdin":
         text = (stdin or sys.stdin).read()
         config = parse_config_text(text, "from stdin", fmt="auto")
     else:
@@ -100,22 +102,24 @@ def _describe(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, (set, tuple)) else repr(value)
 
 
-def _parse_key(key: Any) -> tuple[str, ...]:
+def _parse_key(key: Any) -> tuple[tuple[str, ...], bool]:
+    """The flag names a key sets, and whether it is a compound `[a,b]` key."""
     if not isinstance(key, str):
         raise UsageError(f"experiment config key {key!r} must be a string")
     if _SIMPLE_KEY.fullmatch(key):
-        return (key,)
+        return (key,), False
     compound = _COMPOUND_KEY.fullmatch(key)
     if compound:
-        return tuple(compound.group(1).split(","))
+        return tuple(name.strip() for name in compound.group(1).split(",")), True
     raise UsageError(
         f"invalid experiment config key {key!r}: keys may not contain whitespace, "
         "and commas only appear inside a compound key such as \"[a,b]\""
     )
 
 
-def _check_atom(key: str, value: Any, context: Any) -> None:
-    if value is None or not isinstance(value, _ATOM_TYPES):
+def _check_value(key: str, value: Any, context: Any) -> None:
+    """A flag's value: an atom, or (rendered with str(), as the original did) a list."""
+    if value is None or not isinstance(value, (*_ATOM_TYPES, list)):
         kind = "null" if value is None else type(value).__name__
         raise UsageError(
             f"invalid value for key {key!r}: {_describe(context)} ({kind} is not allowed; "
@@ -124,36 +128,41 @@ def _check_atom(key: str, value: Any, context: Any) -> None:
 
 
 def _axis_for(key: str, value: Any) -> Axis:
-    names = _parse_key(key)
-    if len(names) == 1:
+    names, compound = _parse_key(key)
+    if not compound:
+        (name,) = names
         if isinstance(value, list):
             for item in value:
-                _check_atom(key, item, value)
-            return [((names[0], item),) for item in value]
-        _check_atom(key, value, value)
-        return [((names[0], value),)]
+                _check_value(key, item, value)
+            return [((name, item),) for item in value]
+        _check_value(key, value, value)
+        return [((name, value),)]
 
-    # Compound key: a list of joint values, or one list that is itself the joint value.
+    # Compound key: a list of joint values, or one list that is itself the joint
+    # value; as in the original, the first element tells which.
     if not isinstance(value, list):
         raise UsageError(
             f"compound key {key!r} needs a list of {len(names)} values "
             f"(or a list of such lists), got {_describe(value)}"
         )
-    if all(isinstance(item, list) for item in value):
-        joint_values = value  # includes [], an empty axis: zero experiments
-    elif any(isinstance(item, list) for item in value):
-        raise UsageError(f"compound key {key!r} mixes lists and single values: {_describe(value)}")
+    if not value or isinstance(value[0], list):
+        joint_values = value  # [] is an empty axis: zero experiments
+        for joint in joint_values:
+            if not isinstance(joint, list):
+                raise UsageError(
+                    f"compound key {key!r} mixes lists and single values: {_describe(value)}"
+                )
     else:
         joint_values = [value]
     axis = []
     for joint in joint_values:
         if len(joint) != len(names):
             raise UsageError(
-                f"compound key {key!r} names {len(names)} flags but value "
-                f"{_describe(joint)} has {len(joint)}"
+                f"compound key {key!r} names {len(names)} flag{'s' if len(names) != 1 else ''} "
+                f"but value {_describe(joint)} has {len(joint)}"
             )
         for item in joint:
-            _check_atom(key, item, joint)
+            _check_value(key, item, joint)
         axis.append(tuple(zip(names, joint)))
     return axis
 
@@ -163,7 +172,7 @@ def _dict_axes(config: dict) -> list[Axis]:
     seen: dict[str, str] = {}
     for key, value in config.items():
         axis = _axis_for(key, value)
-        for name in _parse_key(key):
+        for name in _parse_key(key)[0]:
             if name in seen:
                 raise UsageError(
                     f"flag {name!r} is set by both {seen[name]!r} and {key!r} in one experiment config"
@@ -200,10 +209,11 @@ def validate_experiment_config(config: Any) -> None:
 
 
 def _expand(config: Any, render: Callable[[Choice], Any], join: Callable[[tuple], Any]) -> Iterator:
+    """Walk the product with the FIRST key varying fastest, as Caliban 0.4.2 orders jobs."""
     for axes in experiment_plan(config):
-        rendered = [[render(choice) for choice in axis] for axis in axes]
+        rendered = [[render(choice) for choice in axis] for axis in reversed(axes)]
         for combination in itertools.product(*rendered):
-            yield join(combination)
+            yield join(combination[::-1])
 
 
 def expand_experiments(config: Any) -> Iterator[Experiment]:

@@ -29,13 +29,39 @@ def expand(config):
     return list(expand_experiments(config))
 
 
-def test_dict_is_cartesian_product_of_lists_with_constants():
+def test_dict_is_cartesian_product_of_lists_with_constants_first_key_fastest():
     assert expand({"a": [1, 2], "b": ["x", "y"], "c": 0.5}) == [
         {"a": 1, "b": "x", "c": 0.5},
-        {"a": 1, "b": "y", "c": 0.5},
         {"a": 2, "b": "x", "c": 0.5},
+        {"a": 1, "b": "y", "c": 0.5},
         {"a": 2, "b": "y", "c": 0.5},
     ]
+
+
+# What Caliban 0.4.2's expand_experiment_config + experiment_to_args produce for
+# these configs (recorded by running 0.4.2 itself), so job numbering matches.
+ORIGINAL_CALIBAN_ARGS = [
+    ({"x": 0, "[a,b]": [[1, 2], [3, 4]], "z": [9, 10]}, [
+        ["--x", "0", "--a", "1", "--b", "2", "--z", "9"],
+        ["--x", "0", "--a", "3", "--b", "4", "--z", "9"],
+        ["--x", "0", "--a", "1", "--b", "2", "--z", "10"],
+        ["--x", "0", "--a", "3", "--b", "4", "--z", "10"],
+    ]),
+    ({"[a, b]": [[1, 2], [3, 4]]}, [["--a", "1", "--b", "2"], ["--a", "3", "--b", "4"]]),
+    ({"[a]": [[1], [2]]}, [["--a", "1"], ["--a", "2"]]),
+    ({"a": [[1, 2], [3]]}, [["--a", "[1, 2]"], ["--a", "[3]"]]),
+    ({"[a,b]": [1, [2, 3]]}, [["--a", "1", "--b", "[2, 3]"]]),
+    ({"flag": [True, False], "lr": [1e-05, 0.1]}, [
+        ["--flag", "--lr", "1e-05"], ["--lr", "1e-05"], ["--flag", "--lr", "0.1"], ["--lr", "0.1"],
+    ]),
+    ({"big": 1e20, "neg": -3, "f": 2.50}, [["--big", "1e+20", "--neg", "-3", "--f", "2.5"]]),
+]
+
+
+@pytest.mark.parametrize("config, expected", ORIGINAL_CALIBAN_ARGS)
+def test_same_experiments_in_the_same_order_as_caliban_0_4_2(config, expected):
+    assert [experiment_to_args(e) for e in expand(config)] == expected
+    assert list(expand_experiment_args(config)) == expected
 
 
 def test_list_concatenates_and_nested_lists_flatten():
@@ -105,7 +131,8 @@ def test_expansion_is_lazy():
         ({"a": None}, "'a'"),
         ({"a": {"b": 1}}, "'a'"),
         ({"a": [1, None]}, "'a'"),
-        ({"a": [[1, 2]]}, "'a'"),
+        ({"a": [{"b": 1}]}, "'a'"),
+        ({"[a]": [1, 2]}, "'[a]'"),
         ({"[a,b]": [[1, 2, 3]]}, "'[a,b]'"),
         ({"[a,b]": [1, 2, 3]}, "'[a,b]'"),
         ({"[a,b]": [[1, 2], 3]}, "'[a,b]'"),
