@@ -19,10 +19,7 @@ import threading
 import urllib.parse
 
 from caliban.errors import CalibanError
-
-VERTEX = "vertex"
-ML_V1 = "ml_v1"
-BACKENDS = (VERTEX, ML_V1)
+from caliban.machine_tables import BACKENDS, ML_V1, VERTEX
 
 # Kinds of failure, which decide what the submission engine does next.
 RATE_LIMITED = "rate_limited"  # 429 rate limit: wait and retry

@@ -17,10 +17,7 @@ from typing import Sequence
 
 from caliban.accelerators import CloudMachine
 from caliban.errors import UsageError
-from caliban.machine_tables import VERTEX_CLOUD_TPU
-
-VERTEX = "vertex"
-ML_V1 = "ml_v1"
+from caliban.machine_tables import ML_V1, VERTEX, VERTEX_CLOUD_TPU
 
 MAX_JOB_NAME_LENGTH = 128  # ml v1 jobId and Vertex displayName alike
 CALIBAN_KEY_LABEL = "caliban_key"

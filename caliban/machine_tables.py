@@ -207,8 +207,11 @@ ACCELERATOR_REGIONS: dict[str, frozenset[str]] = {
 
 # ---------------------------------------------------------------- backends
 
-BACKENDS: tuple[str, ...] = ("vertex", "ml_v1")
-DEFAULT_BACKEND = "vertex"
+# Vertex AI custom jobs, and the legacy AI Platform Training API (ml v1).
+VERTEX = "vertex"
+ML_V1 = "ml_v1"
+BACKENDS: tuple[str, ...] = (VERTEX, ML_V1)
+DEFAULT_BACKEND = VERTEX
 
 # Accelerator enums the legacy ml v1 API accepts (its AcceleratorConfig.type enum).
 ML_V1_ACCELERATOR_TYPES: frozenset[str] = frozenset({
