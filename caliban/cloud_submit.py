@@ -31,12 +31,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 from caliban import cloud_client as cc
 from caliban.errors import UsageError
+from caliban.job_requests import CALIBAN_KEY_LABEL as CALIBAN_KEY
 
 SUBMITTED = "submitted"
 FAILED = "failed"
 SKIPPED = "skipped"
 
-CALIBAN_KEY = "caliban_key"
 QUOTAS_CONSOLE = "https://console.cloud.google.com/iam-admin/quotas?project={project}"
 
 

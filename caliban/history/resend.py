@@ -83,6 +83,7 @@ def retarget_request(
     Everything else (machine, args, user labels, scheduling) is kept as sent.
     """
     from caliban import labels as job_labels
+    from caliban.job_requests import CALIBAN_KEY_LABEL
 
     body = copy.deepcopy(body)
     labels = body.setdefault("labels", {})
@@ -99,7 +100,7 @@ def retarget_request(
         if "docker_image" in labels:
             labels.update(job_labels.sanitize_labels([("docker_image", image)]))
     if caliban_key:
-        labels["caliban_key"] = caliban_key
+        labels[CALIBAN_KEY_LABEL] = caliban_key
     if job_id_suffix and backend == "ml_v1" and body.get("jobId"):
         base = _RESUBMIT_SUFFIX.sub("", body["jobId"])
         suffix = f"_r{job_id_suffix}"
