@@ -17,10 +17,14 @@ docker-py is imported inside functions.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import sys
 
 from caliban.errors import CalibanError
 
+IMAGE_TAG_PLACEHOLDER = "<to be built>"
+_NOT_IMAGE_NAME_CHARS = re.compile(r"[^a-z0-9._-]+")
 TAG_PREFIX = "c"  # tags start with a letter: `c<32 hex chars of the image id>`
 TAG_HEX_CHARS = 32
 
@@ -34,6 +38,20 @@ class PushResult:
 
 def default_repository(region: str, project_id: str) -> str:
     return f"{region}-docker.pkg.dev/{project_id}/caliban"
+
+
+def planned_image(region: str, project_id: str | None, image_repo: str | None, project_dir: str) -> str:
+    """Where the project's image will be pushed; the tag is only known after the build."""
+    repo = image_repo or default_repository(region, project_id or "<project_id>")
+    name = _NOT_IMAGE_NAME_CHARS.sub("-", os.path.basename(os.path.abspath(project_dir)).lower()).strip("-._")
+    return f"{repo.rstrip('/')}/{name or 'caliban'}:{IMAGE_TAG_PLACEHOLDER}"
+
+
+def configured_image_repo(project_dir: str) -> str | None:
+    """The project's .calibanconfig 'image_repo', if any."""
+    from caliban.calibanconfig import load_calibanconfig
+
+    return load_calibanconfig(project_dir).image_repo
 
 
 def registry_host(repository: str) -> str:

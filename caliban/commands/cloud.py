@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -31,10 +30,9 @@ from caliban import job_requests as jr
 from caliban import labels as job_labels
 from caliban.accelerators import CloudMachine, validate_cloud_machine
 from caliban.errors import CalibanError, UsageError
+from caliban.image_push import IMAGE_TAG_PLACEHOLDER, configured_image_repo, planned_image
 
 BACKEND_TITLES = {jr.VERTEX: "Vertex AI", jr.ML_V1: "AI Platform Training (ml v1)"}
-IMAGE_TAG_PLACEHOLDER = "<to be built>"
-_NOT_IMAGE_NAME_CHARS = re.compile(r"[^a-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -83,19 +81,6 @@ class PreparedSweep:
 # ---------------------------------------------------------------- planning
 
 
-def planned_image(region: str, project_id: str | None, image_repo: str | None, project_dir: str) -> str:
-    """Where the project's image will be pushed; the tag is only known after the build."""
-    repo = image_repo or f"{region}-docker.pkg.dev/{project_id or '<project_id>'}/caliban"
-    name = _NOT_IMAGE_NAME_CHARS.sub("-", os.path.basename(os.path.abspath(project_dir)).lower()).strip("-._")
-    return f"{repo.rstrip('/')}/{name or 'caliban'}:{IMAGE_TAG_PLACEHOLDER}"
-
-
-def _configured_image_repo(project_dir: str) -> str | None:
-    from caliban.calibanconfig import load_calibanconfig
-
-    return load_calibanconfig(project_dir).image_repo
-
-
 def _experiment_args(args: argparse.Namespace) -> list[list[str]]:
     """Each job's container args: pass-through args, then the experiment's flags."""
     base = list(getattr(args, "script_args", None) or [])
@@ -140,7 +125,7 @@ def plan_cloud_jobs(
     if image_tag:
         image, placeholder = image_tag, False
     else:
-        repo = getattr(args, "image_repo", None) or _configured_image_repo(cwd)
+        repo = getattr(args, "image_repo", None) or configured_image_repo(cwd)
         image, placeholder = planned_image(args.region, getattr(args, "project_id", None), repo, cwd), True
 
     warnings = list(machine.warnings)

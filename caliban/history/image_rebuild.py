@@ -53,17 +53,17 @@ def push_repository(
     recorded_uri: str | None,
 ) -> str:
     """Where the rebuilt image goes: `--image_repo` if given, else where it went before."""
-    from caliban.commands import cloud
+    from caliban.image_push import configured_image_repo, planned_image
 
     project_dir = build_args["project_dir"]
     if image_repo:
-        return repository_of(cloud.planned_image(region or DEFAULT_REGION, project, image_repo, project_dir))
+        return repository_of(planned_image(region or DEFAULT_REGION, project, image_repo, project_dir))
     if recorded_uri:
         return repository_of(recorded_uri)
-    repo = build_args.get("image_repo") or cloud._configured_image_repo(project_dir)
+    repo = build_args.get("image_repo") or configured_image_repo(project_dir)
     if not repo and not project:
         raise CalibanError("no image repository recorded for this group; pass --image_repo or --project_id")
-    return repository_of(cloud.planned_image(region or DEFAULT_REGION, project, repo, project_dir))
+    return repository_of(planned_image(region or DEFAULT_REGION, project, repo, project_dir))
 
 
 @contextlib.contextmanager
