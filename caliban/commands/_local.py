@@ -27,14 +27,25 @@ def build_for(args, target, *, gpu: bool, jupyter: str | None = None, client=Non
     )
 
 
+def connect_checked(gpu: bool):
+    """A docker-py client for the engine; in GPU mode, checked for GPU support first."""
+    from caliban.docker_engine import check_gpu_support, connect
+
+    client = connect()
+    if gpu:
+        check_gpu_support(client)
+    return client
+
+
 def user_spec() -> str:
     return f"{os.getuid()}:{os.getgid()}"
 
 
-def workspace_mounts(bare: bool):
-    """The current directory at the image's working dir, and $HOME at its own
-    path unless --bare (the original's shell/notebook behaviour)."""
-    from caliban.docker_run import Mount
+def workspace_mounts(bare: bool, cloud_key: str | None):
+    """The current directory at the image's working dir, $HOME at its own
+    path unless --bare (the original's shell/notebook behaviour), and the
+    credentials file."""
+    from caliban.docker_run import Mount, credential_mounts
 
     mounts = [Mount(os.getcwd(), APP_DIR)]
     env: dict[str, str] = {}
@@ -42,7 +53,9 @@ def workspace_mounts(bare: bool):
     if not bare and os.path.isdir(home) and os.path.abspath(home) != os.path.abspath(os.getcwd()):
         mounts.append(Mount(home, home))
         env["HOME"] = home
-    return mounts, env
+    cred_mounts, cred_env = credential_mounts(cloud_key)
+    env.update(cred_env)
+    return mounts + cred_mounts, env
 
 
 def print_dry_run(args, image: str, entries: list[dict], note: str | None = None) -> None:

@@ -33,22 +33,20 @@ def jupyter_requirement(lab: bool, version: str | None) -> str:
 def main(args: argparse.Namespace) -> int:
     import os
 
-    from caliban.commands._local import build_for, print_dry_run, user_spec, workspace_mounts
+    from caliban.commands._local import build_for, connect_checked, print_dry_run, user_spec, workspace_mounts
     from caliban.dockerfile import APP_DIR
-    from caliban.docker_run import ContainerSpec, credential_mounts, run_container
+    from caliban.docker_run import ContainerSpec, run_container
 
     gpu = not args.nogpu
     lab = bool(getattr(args, "lab", False))
     port = getattr(args, "port", None) or first_free_port()
-    mounts, env = workspace_mounts(bool(getattr(args, "bare", False)))
-    cred_mounts, cred_env = credential_mounts(getattr(args, "cloud_key", None))
-    env.update(cred_env)
+    mounts, env = workspace_mounts(bool(getattr(args, "bare", False)), getattr(args, "cloud_key", None))
     command = ["jupyter", "lab" if lab else "notebook", "--ip=0.0.0.0", f"--port={port}", "--no-browser"]
     if os.getuid() == 0:
         command.append("--allow-root")
 
     def spec(image: str) -> ContainerSpec:
-        return ContainerSpec(image=image, entrypoint=command, env=env, mounts=mounts + cred_mounts,
+        return ContainerSpec(image=image, entrypoint=command, env=env, mounts=mounts,
                              user=user_spec(), workdir=APP_DIR, gpu=gpu, ports={port: port},
                              labels={"caliban.notebook": "1"})
 
@@ -57,11 +55,7 @@ def main(args: argparse.Namespace) -> int:
         print_dry_run(args, image, [{"job": 1, "args": [], "command": spec(image).docker_command()}])
         return 0
 
-    from caliban.docker_engine import check_gpu_support, connect
-
-    client = connect()
-    if gpu:
-        check_gpu_support(client)
+    client = connect_checked(gpu)
     requirement = jupyter_requirement(lab, getattr(args, "jupyter_version", None))
     image = getattr(args, "image_id", None) or build_for(args, None, gpu=gpu, jupyter=requirement, client=client)
     print(f"caliban notebook: serving on http://localhost:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)

@@ -23,7 +23,7 @@ def job_args_list(args: argparse.Namespace) -> tuple[int, object]:
 
 def main(args: argparse.Namespace, hooks=None) -> int:
     """`hooks`: a caliban.docker_run.JobHooks called at every job's start and end."""
-    from caliban.commands._local import build_for, print_dry_run
+    from caliban.commands._local import build_for, connect_checked, print_dry_run
     from caliban.docker_run import (
         ContainerSpec,
         Job,
@@ -65,11 +65,7 @@ def main(args: argparse.Namespace, hooks=None) -> int:
         print_dry_run(args, image, entries, note)
         return 0
 
-    from caliban.docker_engine import check_gpu_support, connect
-
-    client = connect()
-    if gpu:
-        check_gpu_support(client)
+    client = connect_checked(gpu)
     image = args.image_id or build_for(args, target, gpu=gpu, client=client)
     if hooks is None:
         hooks = history_hooks(args, cwd)

@@ -8,18 +8,16 @@ import sys
 
 
 def main(args: argparse.Namespace) -> int:
-    from caliban.commands._local import build_for, print_dry_run, user_spec, workspace_mounts
+    from caliban.commands._local import build_for, connect_checked, print_dry_run, user_spec, workspace_mounts
     from caliban.dockerfile import APP_DIR
-    from caliban.docker_run import ContainerSpec, credential_mounts, run_interactive
+    from caliban.docker_run import ContainerSpec, run_interactive
 
     gpu = not args.nogpu
-    mounts, env = workspace_mounts(bool(getattr(args, "bare", False)))
-    cred_mounts, cred_env = credential_mounts(getattr(args, "cloud_key", None))
-    env.update(cred_env)
+    mounts, env = workspace_mounts(bool(getattr(args, "bare", False)), getattr(args, "cloud_key", None))
     shell = getattr(args, "shell", None) or "bash"
 
     def spec(image: str) -> ContainerSpec:
-        return ContainerSpec(image=image, entrypoint=[shell], env=env, mounts=mounts + cred_mounts,
+        return ContainerSpec(image=image, entrypoint=[shell], env=env, mounts=mounts,
                              user=user_spec(), workdir=APP_DIR, gpu=gpu, interactive=True,
                              labels={"caliban.shell": "1"})
 
@@ -28,11 +26,7 @@ def main(args: argparse.Namespace) -> int:
         print_dry_run(args, image, [{"job": 1, "args": [], "command": spec(image).docker_command()}])
         return 0
 
-    from caliban.docker_engine import check_gpu_support, connect
-
-    client = connect()
-    if gpu:
-        check_gpu_support(client)
+    client = connect_checked(gpu)
     image = getattr(args, "image_id", None) or build_for(args, None, gpu=gpu, client=client)
     sys.stderr.flush()
     return run_interactive(client, spec(image))
