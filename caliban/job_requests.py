@@ -187,7 +187,3 @@ def ml_v1_request(job: CloudJob) -> dict:
 
 
 REQUEST_BUILDERS = {VERTEX: vertex_request, ML_V1: ml_v1_request}
-
-
-def build_request(backend: str, job: CloudJob) -> dict:
-    return REQUEST_BUILDERS[backend](job)

@@ -101,6 +101,18 @@ def base_labels(fixed: dict[str, str], user_labels: Iterable[tuple[str, str]]) -
     return labels
 
 
+def sweep_labels(
+    fixed: dict[str, str], user_labels: Iterable[tuple[str, str]], later_keys: Iterable[str] = ()
+) -> tuple[dict[str, str], int]:
+    """(`base_labels`, how many more labels `later_keys` need): the part every job
+    of a sweep shares, computed once. UsageError if even those don't fit."""
+    base = base_labels(fixed, user_labels)
+    reserved = len(set(later_keys) - set(base))
+    if len(base) + reserved > MAX_LABELS:
+        raise UsageError(f"too many -l labels: Cloud allows at most {MAX_LABELS} labels per job")
+    return base, reserved
+
+
 def with_argument_labels(
     base: dict[str, str], args: Sequence[str], reserved: int = 0
 ) -> tuple[dict[str, str], list[str]]:
@@ -146,10 +158,7 @@ def job_labels(
     last and always kept.
     """
     extra = extra or {}
-    base = base_labels(fixed_labels(gpu_enabled, tpu_enabled, job_name, docker_image), user_labels)
-    reserved = len(set(extra) - set(base))
-    if len(base) + reserved > MAX_LABELS:
-        raise UsageError(f"too many -l labels: Cloud allows at most {MAX_LABELS} labels per job")
+    base, reserved = sweep_labels(fixed_labels(gpu_enabled, tpu_enabled, job_name, docker_image), user_labels, extra)
     labels, warnings = with_argument_labels(base, args, reserved=reserved)
     labels.update(extra)
     return labels, warnings

@@ -157,13 +157,11 @@ def build_jobs(plan: CloudPlan, image: str | None = None) -> PreparedSweep:
     """One PreparedJob per experiment, for `image` (default: the plan's image)."""
     image = image or plan.image
     machine = plan.machine
-    base = job_labels.base_labels(
+    base, reserved = job_labels.sweep_labels(
         job_labels.fixed_labels(machine.gpu is not None, machine.tpu is not None, plan.name, image),
         plan.user_labels,
+        [jr.CALIBAN_KEY_LABEL],
     )
-    reserved = 0 if jr.CALIBAN_KEY_LABEL in base else 1
-    if len(base) + reserved > job_labels.MAX_LABELS:
-        raise UsageError(f"too many -l labels: Cloud allows at most {job_labels.MAX_LABELS} labels per job")
     build_request = jr.REQUEST_BUILDERS[plan.backend]
     warnings: dict[str, None] = dict.fromkeys(plan.warnings)
     jobs: list[PreparedJob] = []
