@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from caliban import __version__
 from caliban.build_context import BuildContext, make_build_context

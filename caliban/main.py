@@ -14,7 +14,7 @@ import shlex
 import sys
 
 from caliban import __version__
-from caliban.errors import CalibanError, UsageError
+from caliban.errors import CalibanError
 from caliban.machine_tables import DEFAULT_REGION
 
 COMMANDS = ("run", "cloud", "build", "shell", "notebook", "status", "stop", "resubmit")

@@ -29,7 +29,7 @@ from typing import Sequence
 from caliban import job_requests as jr
 from caliban import labels as job_labels
 from caliban.accelerators import CloudMachine, validate_cloud_machine
-from caliban.errors import CalibanError, UsageError
+from caliban.errors import UsageError
 from caliban.image_push import IMAGE_TAG_PLACEHOLDER, configured_image_repo, planned_image
 
 BACKEND_TITLES = {jr.VERTEX: "Vertex AI", jr.ML_V1: "AI Platform Training (ml v1)"}
