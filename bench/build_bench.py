@@ -205,6 +205,14 @@ def _user_venv(wrap: list[str], res: dict) -> str | None:
     return str(bl.WORK / "caliban-0.4.2-unprivileged" / "bin" / "caliban")
 
 
+def _save_log(name: str, what: str, out: str) -> str:
+    logs = bl.WORK / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / (re.sub(r"[^a-z0-9.]+", "-", f"{name}-{what}".lower()) + ".log")
+    path.write_text(out)
+    return str(path.relative_to(bl.ROOT))
+
+
 def _one_builder(name: str, project: Path, build_cmd, rebuild_cmd, env: dict,
                  module: str, user_wrap=None, iidfile: Path | None = None) -> dict:
     res: dict = {"builder": name, "status": "ok"}
@@ -220,7 +228,8 @@ def _one_builder(name: str, project: Path, build_cmd, rebuild_cmd, env: dict,
             _cleanup_layers(out, protect)
             status = "not_available" if bl._NOT_AVAILABLE.search(out) else "failed"
             res.update(status=status, error=("timed out" if r["timed_out"] else
-                                             f"exit code {r['rc']}: " + bl.key_lines(out)))
+                                             f"exit code {r['rc']}: " + bl.key_lines(out)),
+                       log=_save_log(name, "first-build", out))
             return res
         first_id = _image_id(out, before, iidfile)
         created.append(first_id)
@@ -240,9 +249,11 @@ def _one_builder(name: str, project: Path, build_cmd, rebuild_cmd, env: dict,
             out = r["out"] + r["err"]
             if r["rc"] != 0 or r["timed_out"]:
                 _cleanup_layers(out, protect)
-                res.update(status="failed", error="rebuild: " + (
+                res.update(status="failed", error=f"rebuild {len(times) + 1}: " + (
                     "timed out" if r["timed_out"] else
-                    f"exit code {r['rc']}: " + bl.key_lines(out)))
+                    f"exit code {r['rc']}: " + bl.key_lines(out)),
+                    log=_save_log(name, f"rebuild-{len(times) + 1}", out),
+                    first_build_s=res.get("first_build_s"))
                 return res
             last_id = _image_id(out, before, iidfile)
             created.append(last_id)
