@@ -273,6 +273,8 @@ def render(doc: dict) -> str:
                 L += [f"- {name}: **{r.get('status')}**" +
                       (f" ({r['adjustment']})" if r.get("adjustment") else ""), "", "  ```"]
                 L += ["  " + ln for ln in str(r.get("error", "")).splitlines()] + ["  ```"]
+                if r.get("log"):
+                    L.append(f"  Full output of that run (not committed): `{r['log']}`")
                 if "externally-managed" in str(r.get("error", "")):
                     L.append("  Why: 0.4.2's Dockerfile runs `pip install` into the base "
                              "image's system Python, which Debian bookworm (PEP 668) refuses; "
