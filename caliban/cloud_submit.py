@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Sequence
 from caliban import cloud_client as cc
 from caliban.errors import UsageError
 from caliban.job_requests import CALIBAN_KEY_LABEL as CALIBAN_KEY
+from caliban.machine_tables import CREATE_JOBS_PER_MINUTE
 
 SUBMITTED = "submitted"
 FAILED = "failed"
@@ -265,7 +266,7 @@ class Submitter:
         self,
         client: "cc.CloudClient",
         *,
-        rate_limit: float = 60,
+        rate_limit: float = CREATE_JOBS_PER_MINUTE,
         workers: int = 8,
         retry: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.monotonic,

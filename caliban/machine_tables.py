@@ -212,6 +212,8 @@ VERTEX = "vertex"
 ML_V1 = "ml_v1"
 BACKENDS: tuple[str, ...] = (VERTEX, ML_V1)
 DEFAULT_BACKEND = VERTEX
+# The documented per-region quota on job creation requests per minute.
+CREATE_JOBS_PER_MINUTE = 60
 
 # Accelerator enums the legacy ml v1 API accepts (its AcceleratorConfig.type enum).
 ML_V1_ACCELERATOR_TYPES: frozenset[str] = frozenset({

@@ -15,10 +15,10 @@ import sys
 
 from caliban import __version__
 from caliban.errors import CalibanError
+from caliban.machine_tables import CREATE_JOBS_PER_MINUTE as DEFAULT_RATE_LIMIT
 from caliban.machine_tables import DEFAULT_REGION
 
 COMMANDS = ("run", "cloud", "build", "shell", "notebook", "status", "stop", "resubmit")
-DEFAULT_RATE_LIMIT = 60
 
 
 # ------------------------------------------------------------ flag types

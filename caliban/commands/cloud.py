@@ -297,7 +297,7 @@ def _submit(plan: CloudPlan, args: argparse.Namespace) -> int:
               f"(experiment group {recorded.group})", file=sys.stderr)
         result = cloud_submit.Submitter(
             client,
-            rate_limit=getattr(args, "rate_limit", None) or 60,
+            rate_limit=getattr(args, "rate_limit", None) or cloud_submit.CREATE_JOBS_PER_MINUTE,
             reporter=cloud_submit.ConsoleReporter(sys.stdout, progress=sys.stderr.isatty()),
         ).submit(
             jobs,

@@ -186,7 +186,7 @@ def _resend_cloud(store, group, chosen, args, backends) -> int:
         client = backends.cloud_client(target)
         result = cloud_submit.Submitter(
             client,
-            rate_limit=getattr(args, "rate_limit", None) or 60,
+            rate_limit=getattr(args, "rate_limit", None) or cloud_submit.CREATE_JOBS_PER_MINUTE,
             reporter=cloud_submit.ConsoleReporter(progress=sys.stderr.isatty()),
         ).submit(
             jobs,
