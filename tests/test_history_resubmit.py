@@ -200,12 +200,18 @@ def test_failed_and_stopped_jobs_get_a_new_attempt(tmp_path, emulator, backend):
     assert len(emulator.jobs(backend)) == 10
 
 
-def test_resubmit_refuses_without_tty_and_unknown_group(tmp_path, emulator):
+def one_unsent_vertex_job(tmp_path, emulator):
+    """A history with group g holding one vertex job, recorded and never sent."""
     db = tmp_path / "h.db"
     with history.Store(db) as s:
         g = s.create_group("g")
         s.add_jobs(g.id, [history.NewJob(args=[], request=vertex_body("g-0", 0), caliban_key="g-0")],
                    backend="vertex", project=PROJECT, region=REGION, api_endpoint=emulator.url)
+    return db
+
+
+def test_resubmit_refuses_without_tty_and_unknown_group(tmp_path, emulator):
+    db = one_unsent_vertex_job(tmp_path, emulator)
     out = caliban(db, emulator, "resubmit", "--xgroup", "g")
     assert out.returncode == 2 and "pass --yes" in out.stderr
     out = caliban(db, emulator, "resubmit", "--xgroup", "nope", "--yes")
@@ -305,11 +311,7 @@ def test_real_cloud_sweep_killed_then_resubmitted_rebuilds_and_finishes(tmp_path
 
 
 def test_resubmit_refuses_another_backend(tmp_path, emulator):
-    db = tmp_path / "h.db"
-    with history.Store(db) as s:
-        g = s.create_group("g")
-        s.add_jobs(g.id, [history.NewJob(args=[], request=vertex_body("g-0", 0), caliban_key="g-0")],
-                   backend="vertex", project=PROJECT, region=REGION, api_endpoint=emulator.url)
+    db = one_unsent_vertex_job(tmp_path, emulator)
     out = caliban(db, emulator, "resubmit", "--xgroup", "g", "--yes", "--backend", "ml_v1")
     assert out.returncode == 2 and "was sent to vertex" in out.stderr
     assert emulator.jobs() == []
