@@ -2,7 +2,7 @@
 
 `caliban cloud` and `caliban resubmit` use it the same way:
 
-    recorder = CloudSweepRecorder(store, job_ids)       # rows already PENDING
+    recorder = CloudSweepRecorder(store)     # rows already PENDING
     submitter.submit(jobs, on_before_send=recorder.on_before_send,
                      on_result=recorder.on_result)
 
