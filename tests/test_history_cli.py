@@ -11,9 +11,9 @@ import pytest
 
 from caliban import history
 from caliban.history import states
+from tests.docker_helpers import BASE_IMAGE, engine_client
 
 REPO = Path(__file__).resolve().parent.parent
-BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
 
 
 def caliban(db: Path, *argv, stdin=subprocess.DEVNULL, env=None):
@@ -138,23 +138,9 @@ def test_stop_only_touches_the_current_users_jobs(db):
 # ---------------------------------------------------------------- real engine
 
 
-def docker_client():
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-        client.images.get(BASE_IMAGE)
-        return client
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the Docker engine or {BASE_IMAGE} is unavailable: {exc}")
-        pytest.skip(f"no Docker engine with {BASE_IMAGE} reachable: {exc}")
-
-
 @pytest.fixture
 def engine():
-    client = docker_client()
+    client = engine_client()
     created = []
     yield client, created
     for container in created:

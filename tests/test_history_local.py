@@ -13,14 +13,15 @@ import pytest
 
 from caliban import history
 from caliban.history import states
-from tests.test_history_cli import caliban, docker_client
+from tests.docker_helpers import BASE_IMAGE, engine_client
+from tests.test_history_cli import caliban
 
 REPO = Path(__file__).resolve().parent.parent
-BASE_IMAGE = os.environ.get("CALIBAN_TEST_BASE_IMAGE", "caliban-test/base:bookworm")
+
 
 @pytest.fixture
 def project(tmp_path):
-    docker_client()  # skip (or fail with CI=true) without an engine
+    engine_client()  # skip (or fail with CI=true) without an engine
     root = tmp_path / "proj"
     (root / "trainer").mkdir(parents=True)
     (root / "trainer" / "__init__.py").write_text("")
@@ -35,7 +36,7 @@ def project(tmp_path):
     ))
     (root / ".calibanconfig.json").write_text(json.dumps({"base_image": BASE_IMAGE}))
     yield root
-    client = docker_client()
+    client = engine_client()
     for image in client.images.list(filters={"label": f"caliban.source_dir={root}"}):
         try:
             client.images.remove(image.id, force=True)
