@@ -14,6 +14,8 @@ import os
 from caliban.errors import CalibanError
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+# Where `gcloud auth application-default login` writes the user's credentials.
+ADC_PATH = os.path.join("~", ".config", "gcloud", "application_default_credentials.json")
 
 LOGIN_HINT = (
     "run `gcloud auth application-default login`, "

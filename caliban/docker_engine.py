@@ -25,11 +25,11 @@ from caliban.calibanconfig import (
     resolve_apt_packages,
     resolve_base_image,
 )
+from caliban.cloud_auth import ADC_PATH
 from caliban.dockerfile import PACKAGING_FILES, DockerfileSpec, dockerfile_text
 from caliban.errors import CalibanError, UsageError
 
 LABEL_PREFIX = "caliban"
-ADC_PATH = os.path.join("~", ".config", "gcloud", "application_default_credentials.json")
 
 
 # --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+from caliban.cloud_auth import ADC_PATH
 from caliban.errors import CalibanError, UsageError
 
 CREDENTIALS_DIR = "/var/caliban/credentials"
@@ -220,7 +221,7 @@ def credential_mounts(cloud_key: str | None) -> tuple[list[Mount], dict[str, str
             raise UsageError(f"--cloud_key {cloud_key!r}: no such file")
         target = f"{CREDENTIALS_DIR}/key.json"
     else:
-        path = os.path.expanduser(os.path.join("~", ".config", "gcloud", "application_default_credentials.json"))
+        path = os.path.expanduser(ADC_PATH)
         if not os.path.isfile(path):
             return [], {}
         target = f"{CREDENTIALS_DIR}/application_default_credentials.json"
