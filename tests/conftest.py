@@ -12,3 +12,9 @@ def emulator(tmp_path):
     with CloudEmulator() as emu:
         emu.key_path = emu.write_service_account_key(tmp_path / "key.json", PROJECT)
         yield emu
+
+
+@pytest.fixture
+def emu(emulator):
+    """The same emulator, under the shorter name the emulator and submission tests use."""
+    return emulator

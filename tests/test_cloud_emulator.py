@@ -16,13 +16,6 @@ from tests.cloud_helpers import PROJECT, REGION, client_for, ml_body, vertex_bod
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def emu(tmp_path):
-    with ce.CloudEmulator() as emulator:
-        emulator.key_path = emulator.write_service_account_key(tmp_path / "key.json")
-        yield emulator
-
-
 def raw(emu, method, path, body=None, token=None):
     """A request without googleapiclient, to see the emulator's exact answer."""
     data = json.dumps(body).encode() if body is not None else None

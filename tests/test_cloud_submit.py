@@ -12,13 +12,6 @@ from tests import cloud_emulator as ce
 from tests.cloud_helpers import FakeClock, client_for, sweep
 
 
-@pytest.fixture
-def emu(tmp_path):
-    with ce.CloudEmulator() as emulator:
-        emulator.key_path = emulator.write_service_account_key(tmp_path / "key.json")
-        yield emulator
-
-
 def submitter(emu, backend="vertex", clock=None, **options):
     clock = clock or FakeClock()
     options.setdefault("rate_limit", 6000)
