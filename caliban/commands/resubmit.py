@@ -62,9 +62,7 @@ def main(args: argparse.Namespace) -> int:
     options = remote.CloudOptions.from_args(args)
     backends = remote.Backends(options)
     with history.open_store() as store:
-        group = store.group(args.xgroup)
-        if group is None:
-            raise CalibanError(f"no experiment group named {args.xgroup!r} in {store.path}")
+        group = store.existing_group(args.xgroup)
         # Exclusive: no sweep of this group is still sending its PENDING rows.
         store.lock_group(group, exclusive=True)
         latest = store.jobs(group=group.name, latest_only=True)

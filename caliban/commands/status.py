@@ -8,8 +8,6 @@ import shlex
 import sys
 import time
 
-from caliban.errors import CalibanError
-
 # Without --xgroup, only the user's most recent groups are shown.
 RECENT_GROUPS = 5
 STATUS_ORDER = {s: i for i, s in enumerate(
@@ -47,9 +45,7 @@ def collect(store, backends, xgroup: str | None, max_jobs: int, user: str) -> di
     from caliban.history import remote
 
     if xgroup is not None:
-        groups = store.groups(name=xgroup)
-        if not groups:
-            raise CalibanError(f"no experiment group named {xgroup!r} in {store.path}")
+        groups = [store.existing_group(xgroup)]
         hidden = 0
     else:
         groups = store.groups(user=user)

@@ -22,8 +22,8 @@ def main(args: argparse.Namespace) -> int:
     backends = remote.Backends(remote.CloudOptions.from_args(args))
     user = history.current_user()
     with history.open_store() as store:
-        if xgroup is not None and store.group(xgroup) is None:
-            raise CalibanError(f"no experiment group named {xgroup!r} in {store.path}")
+        if xgroup is not None:
+            store.existing_group(xgroup)
         candidates = store.jobs(group=xgroup, statuses=states.STOPPABLE, user=user)
         # Don't cancel what already ended: read the live status first.
         candidates = [

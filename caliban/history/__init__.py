@@ -496,6 +496,13 @@ class Store:
         ).fetchone()
         return Group(**dict(row)) if row else None
 
+    def existing_group(self, name: str) -> Group:
+        """The group called `name`; CalibanError (naming this history file) when there is none."""
+        group = self.group(name)
+        if group is None:
+            raise CalibanError(f"no experiment group named {name!r} in {self.path}")
+        return group
+
     def groups(self, name: str | None = None, user: str | None = None) -> list[Group]:
         """Groups, oldest first; `name` and `user` filter."""
         sql, params = "SELECT * FROM experiment_group WHERE 1", []
