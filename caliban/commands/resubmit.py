@@ -68,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
         latest = store.jobs(group=group.name, latest_only=True)
         local = [j for j in latest if not j.is_cloud]
         cloud = [j for j in latest if j.is_cloud]
-        wrong_api = {j.backend for j in cloud} - {options.backend or j.backend for j in cloud}
+        wrong_api = {j.backend for j in cloud} - {options.backend}
         if options.backend and wrong_api:
             raise UsageError(
                 f"--backend {options.backend}: group {group.name} was sent to "
