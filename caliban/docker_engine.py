@@ -224,6 +224,18 @@ def plan_image(
     ca_path = resolve_ca_bundle(config, project_dir)
     package_dir = getattr(target, "package_dir", None) if target is not None else None
     command = tuple(getattr(target, "command", ()) or ()) if target is not None else ()
+    commit, dirty = git_commit(project_dir)
+    all_labels = {
+        f"{LABEL_PREFIX}.version": __version__,
+        f"{LABEL_PREFIX}.source_dir": project_dir,
+        f"{LABEL_PREFIX}.mode": "gpu" if gpu else "cpu",
+    }
+    if target is not None:
+        all_labels[f"{LABEL_PREFIX}.target"] = str(getattr(target, "name", ""))
+    if commit:
+        all_labels[f"{LABEL_PREFIX}.git_commit"] = commit
+        all_labels[f"{LABEL_PREFIX}.git_dirty"] = "true" if dirty else "false"
+    all_labels.update(labels or {})
     spec = DockerfileSpec(
         base_image=resolve_base_image(config, gpu),
         uid=uid,
@@ -237,23 +249,12 @@ def plan_image(
         command=command,
         ca_bundle=ca_path is not None,
         jupyter=jupyter,
+        labels=tuple(all_labels.items()),
     )
     include = (["requirements.txt"] if has_requirements else []) + list(packaging) + dir_list
     if package_dir is not None:
         include.append(package_dir)
 
-    commit, dirty = git_commit(project_dir)
-    all_labels = {
-        f"{LABEL_PREFIX}.version": __version__,
-        f"{LABEL_PREFIX}.source_dir": project_dir,
-        f"{LABEL_PREFIX}.mode": "gpu" if gpu else "cpu",
-    }
-    if target is not None:
-        all_labels[f"{LABEL_PREFIX}.target"] = str(getattr(target, "name", ""))
-    if commit:
-        all_labels[f"{LABEL_PREFIX}.git_commit"] = commit
-        all_labels[f"{LABEL_PREFIX}.git_dirty"] = "true" if dirty else "false"
-    all_labels.update(labels or {})
     return ImagePlan(
         project_dir=project_dir,
         spec=spec,
@@ -451,7 +452,6 @@ def build_image_detailed(
             forcerm=True,
             nocache=no_cache,
             pull=False,
-            labels=plan.labels,
             decode=True,
         )
         image_id = _stream_build(api, steps, chunks, display)

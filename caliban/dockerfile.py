@@ -63,6 +63,12 @@ class DockerfileSpec:
     command: tuple[str, ...] = ()
     ca_bundle: bool = False
     jupyter: str | None = None  # pip requirement, e.g. "jupyterlab==4.2.0"
+    labels: tuple[tuple[str, str], ...] = ()  # image labels (source dir, git commit, ...)
+
+
+def _label_word(text: str) -> str:
+    """Double-quoted, with `$` escaped: the builder expands variables in LABEL."""
+    return json.dumps(text).replace("$", "\\$")
 
 
 def _chown(spec: DockerfileSpec) -> str:
@@ -159,12 +165,16 @@ def dockerfile_text(spec: DockerfileSpec) -> str:
     for d in spec.dirs:
         lines += ["", _copy_dir(chown, d)]
 
+    if spec.command:
+        lines += ["", f"ENTRYPOINT {json.dumps(list(spec.command))}"]
     if spec.package_dir is not None:
         lines += [
             "",
-            "# The target's code last: editing it rebuilds only this layer.",
+            "# The target's code last: editing it rebuilds only this layer and the labels.",
             _copy_dir(chown, spec.package_dir),
         ]
-    if spec.command:
-        lines.append(f"ENTRYPOINT {json.dumps(list(spec.command))}")
+    if spec.labels:
+        # One instruction: each LABEL line is a build step of its own.
+        pairs = " ".join(f"{_label_word(key)}={_label_word(value)}" for key, value in spec.labels)
+        lines.append(f"LABEL {pairs}")
     return "\n".join(lines) + "\n"

@@ -37,8 +37,8 @@ def test_layers_are_ordered_from_stable_to_volatile():
         'pip install ".[fancy,cpu]"',
         "src/data /usr/app/data",
         "src/configs /usr/app/configs",
-        "src/trainer /usr/app/trainer",
         'ENTRYPOINT ["python", "-m", "trainer.train"]',
+        "src/trainer /usr/app/trainer",
     ]
     positions = [_index(lines, needle) for needle in order]
     assert positions == sorted(positions), list(zip(order, positions))
@@ -86,8 +86,8 @@ def test_minimal_project_without_dependencies_or_apt():
         DockerfileSpec(base_image="b", package_dir=".", command=("/bin/bash", "run.sh"))
     )
     assert "apt-get" not in text and "requirements.txt" not in text and "pip install" not in text
-    assert "COPY src/ /usr/app/" in text
-    assert text.rstrip().endswith('ENTRYPOINT ["/bin/bash", "run.sh"]')
+    assert text.rstrip().endswith("COPY src/ /usr/app/")
+    assert 'ENTRYPOINT ["/bin/bash", "run.sh"]' in text
 
 
 def test_no_target_means_no_code_and_no_entrypoint():
@@ -119,3 +119,19 @@ def test_script_and_whole_project_targets():
     text = dockerfile_text(_spec(package_dir=".", command=("python", "train.py")))
     assert "COPY --chown=1000:1001 src/ /usr/app/" in text
     assert 'ENTRYPOINT ["python", "train.py"]' in text
+
+
+def test_labels_are_one_final_instruction_after_the_code_and_entrypoint_before_it():
+    text = dockerfile_text(
+        DockerfileSpec(
+            base_image="b",
+            package_dir="trainer",
+            command=("python", "-m", "trainer.train"),
+            labels=(("caliban.source_dir", '/home/a $HOME "q"'), ("caliban.mode", "cpu")),
+        )
+    )
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[-1] == 'LABEL "caliban.source_dir"="/home/a \\$HOME \\"q\\"" "caliban.mode"="cpu"'
+    assert lines[-2] == "COPY src/trainer /usr/app/trainer"
+    assert lines[-3] == 'ENTRYPOINT ["python", "-m", "trainer.train"]'
+    assert sum(line.startswith("LABEL") for line in lines) == 1
