@@ -15,7 +15,7 @@ from tests import cloud_helpers
 from tests.cloud_helpers import (
     BODIES, IMAGE, PROJECT, REGION, REPO, client_for, history_env, ml_body, vertex_body,
 )
-from tests.docker_helpers import BASE_IMAGE, REGISTRY, engine_and_registry, remove_pushed
+from tests.docker_helpers import BASE_IMAGE, REGISTRY, cleanup, engine_and_registry, remove_pushed
 
 # What `caliban cloud` does once wired to the history: record the sweep, then
 # submit through the engine with the recorder's callbacks.
@@ -308,6 +308,7 @@ def test_real_cloud_sweep_killed_then_resubmitted_rebuilds_and_finishes(tmp_path
     finally:
         for uri in pushed:
             remove_pushed(client, uri)
+        cleanup(client, str(project))
 
 
 def test_resubmit_refuses_another_backend(tmp_path, emulator):
