@@ -73,7 +73,7 @@ def _submit_cells(case: dict) -> tuple[str, str]:
     bits = []
     for r in runs:
         if isinstance(r, dict) and "achieved_over_quota" in r:
-            bits.append(f"{r.get('run', '?')}: {r['achieved_over_quota']:.2f} of quota "
+            bits.append(f"{r.get('run', '?')}: {r['achieved_over_quota']:.3f} of quota "
                         f"({r.get('achieved_per_minute', '?')}/min)")
     dup, lost = data.get("duplicates"), data.get("lost")
     bits.append(f"duplicates {dup}, lost {lost}")
