@@ -122,17 +122,13 @@ def _mode(gpu: bool) -> str:
     return "gpu" if gpu else "cpu"
 
 
-def resolve_base_image(
-    config: CalibanConfig, gpu: bool, environ: Mapping[str, str] | None = None
-) -> str:
-    """Config file's base image, else $CALIBAN_BASE_IMAGE, else the default."""
-    return base_image_origin(config, gpu, environ)[0]
-
-
 def base_image_origin(
     config: CalibanConfig, gpu: bool, environ: Mapping[str, str] | None = None
 ) -> tuple[str, str]:
-    """(image, where it was chosen): a missing base image is fixed where it was chosen."""
+    """(image, where it was chosen): the config file's, else $CALIBAN_BASE_IMAGE, else the default.
+
+    Where it was chosen travels with it because a missing base image is fixed there.
+    """
     environ = os.environ if environ is None else environ
     configured = config.base_image.get(_mode(gpu))
     if configured:

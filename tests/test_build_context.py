@@ -13,7 +13,7 @@ from caliban.errors import UsageError
 
 
 def ignored(text, path):
-    return DockerIgnore.from_text(text).matches(path)
+    return DockerIgnore(parse_dockerignore(text)).matches(path)
 
 
 def test_parse_strips_comments_whitespace_slashes():
@@ -140,7 +140,7 @@ def _project(tmp_path):
 
 def test_walk_descends_into_excluded_dirs_only_for_exceptions(tmp_path):
     root = _project(tmp_path)
-    ignore = DockerIgnore.from_text((root / ".dockerignore").read_text())
+    ignore = DockerIgnore(parse_dockerignore((root / ".dockerignore").read_text()))
     assert walk_context(str(root), ignore).paths == [
         ".dockerignore",
         "data/keep.txt",

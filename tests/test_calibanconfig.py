@@ -6,32 +6,32 @@ import pytest
 
 from caliban.calibanconfig import (
     DEFAULT_BASE_IMAGES,
+    base_image_origin,
     load_calibanconfig,
     parse_calibanconfig,
     resolve_apt_packages,
-    resolve_base_image,
 )
 from caliban.errors import UsageError
 
 
 def test_empty_config_uses_defaults_and_env_override():
     cfg = parse_calibanconfig({})
-    assert resolve_base_image(cfg, gpu=False, environ={}) == DEFAULT_BASE_IMAGES["cpu"]
-    assert resolve_base_image(cfg, gpu=True, environ={}) == DEFAULT_BASE_IMAGES["gpu"]
+    assert base_image_origin(cfg, gpu=False, environ={})[0] == DEFAULT_BASE_IMAGES["cpu"]
+    assert base_image_origin(cfg, gpu=True, environ={})[0] == DEFAULT_BASE_IMAGES["gpu"]
     env = {"CALIBAN_BASE_IMAGE": "local/base:1"}
-    assert resolve_base_image(cfg, gpu=True, environ=env) == "local/base:1"
+    assert base_image_origin(cfg, gpu=True, environ=env)[0] == "local/base:1"
     assert resolve_apt_packages(cfg, gpu=False) == ()
 
 
 def test_string_and_per_mode_values():
     cfg = parse_calibanconfig({"base_image": "a/b:1", "apt_packages": ["tree", "libsm6", "tree"]})
-    assert resolve_base_image(cfg, True, {"CALIBAN_BASE_IMAGE": "x"}) == "a/b:1"
+    assert base_image_origin(cfg, True, {"CALIBAN_BASE_IMAGE": "x"})[0] == "a/b:1"
     assert resolve_apt_packages(cfg, True) == ("tree", "libsm6")
     cfg = parse_calibanconfig(
         {"base_image": {"gpu": "g:1"}, "apt_packages": {"cpu": ["curl=7.88.1-10"], "gpu": ["nvtop"]}}
     )
-    assert resolve_base_image(cfg, True, {}) == "g:1"
-    assert resolve_base_image(cfg, False, {}) == DEFAULT_BASE_IMAGES["cpu"]
+    assert base_image_origin(cfg, True, {})[0] == "g:1"
+    assert base_image_origin(cfg, False, {})[0] == DEFAULT_BASE_IMAGES["cpu"]
     assert resolve_apt_packages(cfg, False) == ("curl=7.88.1-10",)
     assert resolve_apt_packages(cfg, True) == ("nvtop",)
 
@@ -69,7 +69,7 @@ def test_load_json_yaml_and_conflicts(tmp_path):
     assert load_calibanconfig(str(tmp_path)).base_image == {"cpu": None, "gpu": None}
     (tmp_path / ".calibanconfig.yaml").write_text("base_image: a/b:2\napt_packages: [tree]\n")
     cfg = load_calibanconfig(str(tmp_path))
-    assert resolve_base_image(cfg, False, {}) == "a/b:2" and cfg.source == ".calibanconfig.yaml"
+    assert base_image_origin(cfg, False, {})[0] == "a/b:2" and cfg.source == ".calibanconfig.yaml"
     (tmp_path / ".calibanconfig.json").write_text(json.dumps({"base_image": "c:1"}))
     with pytest.raises(UsageError, match="keep one"):
         load_calibanconfig(str(tmp_path))
@@ -112,8 +112,8 @@ def test_every_042_key_loads_and_the_retired_ones_warn_once_with_the_reason(tmp_
     assert cfg.default_mode == "cpu" and not cfg.gpu_enabled(nogpu=False)
     assert cfg.project_id == "google.com:my-project"
     assert cfg.cloud_key == str(tmp_path / "keys" / "sa.json")  # relative to the project
-    assert resolve_base_image(cfg, False, {}) == f"{DLC_REPOSITORY}/pytorch-cpu.2-4.py310"
-    assert resolve_base_image(cfg, True, {}) == f"{DLC_REPOSITORY}/pytorch-cu124.2-4.py310"
+    assert base_image_origin(cfg, False, {})[0] == f"{DLC_REPOSITORY}/pytorch-cpu.2-4.py310"
+    assert base_image_origin(cfg, True, {})[0] == f"{DLC_REPOSITORY}/pytorch-cu124.2-4.py310"
     assert resolve_apt_packages(cfg, True) == ("libsndfile1", "nvtop")
 
 
@@ -144,14 +144,14 @@ def test_nogpu_always_wins_and_default_mode_decides_otherwise(default_mode, nogp
 )
 def test_dlvm_names_map_to_deep_learning_containers(base_image, cpu, gpu):
     cfg = parse_calibanconfig({"base_image": base_image})
-    assert resolve_base_image(cfg, False, {}) == f"{DLC_REPOSITORY}/{cpu}"
-    assert resolve_base_image(cfg, True, {}) == f"{DLC_REPOSITORY}/{gpu}"
+    assert base_image_origin(cfg, False, {})[0] == f"{DLC_REPOSITORY}/{cpu}"
+    assert base_image_origin(cfg, True, {})[0] == f"{DLC_REPOSITORY}/{gpu}"
 
 
 def test_braces_become_the_mode_in_any_base_image():
     cfg = parse_calibanconfig({"base_image": "registry.example/team/base:{}-latest"})
-    assert resolve_base_image(cfg, False, {}) == "registry.example/team/base:cpu-latest"
-    assert resolve_base_image(cfg, True, {}) == "registry.example/team/base:gpu-latest"
+    assert base_image_origin(cfg, False, {})[0] == "registry.example/team/base:cpu-latest"
+    assert base_image_origin(cfg, True, {})[0] == "registry.example/team/base:gpu-latest"
 
 
 @pytest.mark.parametrize("name", ["pytorch-gpu-1.4", "tf-cpu-1.15", "tf2-gpu-2.1", "pytorch-{}-1.4", "caffe-gpu",

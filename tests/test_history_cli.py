@@ -12,6 +12,7 @@ import pytest
 from caliban import history
 from caliban.history import states
 from tests.docker_helpers import BASE_IMAGE, engine_client
+from tests.history_helpers import record_job
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,8 +39,7 @@ def seed_local(db: Path, group: str, statuses: list[str], container_ids=None) ->
         g = s.create_group(group)
         image = s.record_image(docker_id="sha256:feed", build_args={"target": "train.py"})
         for i, status in enumerate(statuses):
-            e = s.add_experiment(g.id, ["--seed", str(i)], flags={"seed": i}, image_id=image)
-            j = s.add_job(e, backend="local")
+            j = record_job(s, g.id, ["--seed", str(i)], flags={"seed": i}, image_id=image)
             cid = (container_ids or {}).get(i, f"gone-{uuid.uuid4().hex}")
             if status != states.PENDING:
                 s.start_local(j, cid)
@@ -131,8 +131,7 @@ def test_stop_with_yes_records_stopped_only_in_the_group(db):
 def test_stop_only_touches_the_current_users_jobs(db):
     with history.Store(db) as s:
         g = s.create_group("shared")
-        e = s.add_experiment(g.id, [])
-        theirs = s.add_job(e, backend="local", user="somebody-else")
+        theirs = record_job(s, g.id, user="somebody-else")
         s.start_local(theirs, "c1")
     out = caliban(db, "stop", "--yes")
     assert out.returncode == 0 and "Nothing to stop" in out.stdout

@@ -7,6 +7,7 @@ import pytest
 from caliban import history
 from caliban.history import states
 from tests.cloud_helpers import BODIES, PROJECT, REGION, caliban, client_for
+from tests.history_helpers import record_job
 
 
 def submit_recorded(db, emu, backend, group, n, send=True):
@@ -18,9 +19,8 @@ def submit_recorded(db, emu, backend, group, n, send=True):
         for i in range(n):
             key = f"{group}-{i}"
             body = BODIES[backend](key, i)
-            e = s.add_experiment(g.id, ["--i", str(i)], flags={"i": i})
-            j = s.add_job(e, backend=backend, request=body, caliban_key=key, project=PROJECT,
-                          region=REGION, api_endpoint=emu.url)
+            j = record_job(s, g.id, ["--i", str(i)], flags={"i": i}, backend=backend, request=body,
+                           caliban_key=key, project=PROJECT, region=REGION, api_endpoint=emu.url)
             if send:
                 created = client.create(body)
                 s.mark_submitted(j, created["name"] if backend == "vertex" else created["jobId"])

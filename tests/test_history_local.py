@@ -13,7 +13,7 @@ import pytest
 
 from caliban import history
 from caliban.history import states
-from tests.docker_helpers import BASE_IMAGE, engine_client
+from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.test_history_cli import caliban
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,12 +36,7 @@ def project(tmp_path):
     ))
     (root / ".calibanconfig.json").write_text(json.dumps({"base_image": BASE_IMAGE}))
     yield root
-    client = engine_client()
-    for image in client.images.list(filters={"label": f"caliban.source_dir={root}"}):
-        try:
-            client.images.remove(image.id, force=True)
-        except Exception:
-            pass
+    cleanup(engine_client(), str(root))
 
 
 def run(project, db, *argv, wait=True):

@@ -14,8 +14,18 @@ import pytest
 from caliban import history
 from caliban.errors import CalibanError, UsageError
 from caliban.history import states
+from tests.history_helpers import record_job
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def user_version(path) -> int:
+    """The schema version as SQLite holds it, read beside (not through) the store."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
 
 
 @pytest.fixture
@@ -40,9 +50,8 @@ def test_db_path_forms(monkeypatch, tmp_path):
 
 def test_fresh_file_is_migrated_and_in_wal_mode(tmp_path):
     path = tmp_path / "sub" / "dir" / "h.db"
-    with history.Store(path) as s:
-        assert s.schema_version() == history.SCHEMA_VERSION
-        assert s.journal_mode() == "wal"
+    history.Store(path).close()
+    assert user_version(path) == history.SCHEMA_VERSION
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -53,14 +62,13 @@ def test_migration_from_an_older_version_keeps_data(tmp_path):
     path = tmp_path / "h.db"
     with history.Store(path) as s:  # a file written by the current release
         g = s.create_group("old")
-        e = s.add_experiment(g.id, ["--a", "1"])
-        j = s.add_job(e, backend="local")
+        j = record_job(s, g.id, ["--a", "1"])
     newer = history.MIGRATIONS + (
         "ALTER TABLE job ADD COLUMN note TEXT;\nUPDATE job SET note = 'migrated';",
         "CREATE TABLE tag (job_id INTEGER REFERENCES job(id), tag TEXT);",
     )
     with history.Store(path, migrations=newer) as s:
-        assert s.schema_version() == len(newer)
+        assert user_version(path) == len(newer)
         assert s.job(j).status == states.PENDING
         assert s.group("old").id == g.id
     conn = sqlite3.connect(path)
@@ -71,8 +79,8 @@ def test_migration_from_an_older_version_keeps_data(tmp_path):
 def test_migration_from_empty_file_with_extra_steps(tmp_path):
     path = tmp_path / "h.db"
     sqlite3.connect(path).close()  # exists, zero bytes, version 0
-    with history.Store(path) as s:
-        assert s.schema_version() == history.SCHEMA_VERSION
+    history.Store(path).close()
+    assert user_version(path) == history.SCHEMA_VERSION
 
 
 def test_failed_migration_rolls_back(tmp_path):
@@ -109,13 +117,14 @@ def test_groups_named_and_auto(store):
 
 def test_write_ahead_lifecycle(store):
     g = store.create_group("g")
-    img = store.record_image(docker_id="sha256:abc", build_args={"target": "t.py", "gpu": False})
-    store.update_image(img, uri="reg/x:tag", digest="sha256:d")
+    img = store.record_image(docker_id="sha256:abc", uri="reg/x:tag", digest="sha256:d",
+                             build_args={"target": "t.py", "gpu": False})
     assert store.image(img).build_args == {"target": "t.py", "gpu": False}
     assert store.image(img).uri == "reg/x:tag"
-    e = store.add_experiment(g.id, ["--lr", "0.1"], flags={"lr": 0.1}, image_id=img)
     body = {"displayName": "x", "labels": {"caliban_key": "k1"}}
-    j = store.add_job(e, backend="vertex", request=body, caliban_key="k1", region="us-central1")
+    j = record_job(store, g.id, ["--lr", "0.1"], flags={"lr": 0.1}, image_id=img, backend="vertex", request=body,
+                   caliban_key="k1", region="us-central1")
+    e = store.job(j).experiment_id
     job = store.job(j)
     assert job.status == states.PENDING and job.request == body and job.group_name == "g"
     store.mark_submitted(j, "projects/p/locations/us-central1/customJobs/7")
@@ -130,15 +139,14 @@ def test_write_ahead_lifecycle(store):
 
 
 def test_caliban_key_is_unique(store):
-    e = store.add_experiment(store.create_group("g").id, [])
-    store.add_job(e, backend="vertex", caliban_key="same")
+    e = store.job(record_job(store, store.create_group("g").id, backend="vertex", caliban_key="same")).experiment_id
     with pytest.raises(sqlite3.IntegrityError):
         store.add_job(e, backend="vertex", caliban_key="same")
 
 
 def test_local_finish_and_stop(store):
-    e = store.add_experiment(store.create_group("g").id, [])
-    ok, bad, stopped = (store.add_job(e, backend="local") for _ in range(3))
+    g = store.create_group("g")
+    ok, bad, stopped = (record_job(store, g.id) for _ in range(3))
     for j in (ok, bad, stopped):
         store.start_local(j, f"container{j}")
     assert store.job(ok).status == states.RUNNING
@@ -160,8 +168,8 @@ WRITER = textwrap.dedent(
     with history.Store(path) as s:
         g = s.create_group("shared")
         for i in range(n):
-            e = s.add_experiment(g.id, ["--i", str(i)], flags={{"writer": tag}})
-            j = s.add_job(e, backend="vertex", caliban_key=f"{{tag}}-{{i}}")
+            (j,) = s.add_jobs(g.id, [history.NewJob(args=["--i", str(i)], flags={{"writer": tag}},
+                                                    caliban_key=f"{{tag}}-{{i}}")], backend="vertex")
             s.mark_submitted(j, f"remote-{{tag}}-{{i}}")
     """
 )
@@ -185,16 +193,17 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path):
         assert all(j.status == states.SUBMITTED for j in jobs)
         assert {j.caliban_key for j in jobs} == {f"{t}-{i}" for t in "abc" for i in range(n)}
         assert len(s.groups(name="shared")) == 1
-        assert s.schema_version() == history.SCHEMA_VERSION
+    assert user_version(path) == history.SCHEMA_VERSION
 
 
 def test_real_migration_1_to_2_marks_old_pending_rows_maybe_sent(tmp_path):
     path = tmp_path / "h.db"
     with history.Store(path, migrations=history.MIGRATIONS[:1]) as s:
-        assert s.schema_version() == 1
-        e = s.add_experiment(s.create_group("g").id, [])
-        conn = s._conn
+        assert user_version(path) == 1
+        conn = s._conn  # a release-1 file's rows, written as release 1 wrote them
         now = 1.0
+        e = conn.execute("INSERT INTO experiment (group_id, created) VALUES (?, ?)",
+                         (s.create_group("g").id, now)).lastrowid
         conn.execute(
             "INSERT INTO job (experiment_id, backend, status, user, created, updated)"
             " VALUES (?, 'vertex', 'PENDING', 'u', ?, ?)", (e, now, now))
@@ -202,7 +211,7 @@ def test_real_migration_1_to_2_marks_old_pending_rows_maybe_sent(tmp_path):
             "INSERT INTO job (experiment_id, backend, status, user, created, updated)"
             " VALUES (?, 'vertex', 'SUBMITTED', 'u', ?, ?)", (e, now, now))
     with history.Store(path) as s:
-        assert s.schema_version() == history.SCHEMA_VERSION >= 2
+        assert user_version(path) == history.SCHEMA_VERSION >= 2
         pending, submitted = s.jobs()
         assert pending.maybe_sent and pending.sent == 1.0
         assert submitted.sent is None and not submitted.maybe_sent
@@ -231,7 +240,7 @@ def test_add_jobs_writes_a_whole_sweep_then_sending_marks_maybe_sent(store):
 
 def test_add_jobs_is_all_or_nothing(store):
     g = store.create_group("sweep")
-    store.add_job(store.add_experiment(g.id, []), backend="vertex", caliban_key="dup")
+    record_job(store, g.id, backend="vertex", caliban_key="dup")
     with pytest.raises(sqlite3.IntegrityError):
         store.add_jobs(g.id, [history.NewJob(args=[], caliban_key="a"),
                               history.NewJob(args=[], caliban_key="dup")], backend="vertex")
@@ -263,8 +272,7 @@ def test_group_locks_shared_for_sweeps_exclusive_for_resubmit(tmp_path):
 
 
 def test_resending_a_failed_row_clears_its_end(store):
-    e = store.add_experiment(store.create_group("g").id, [])
-    j = store.add_job(e, backend="vertex", caliban_key="k")
+    j = record_job(store, store.create_group("g").id, backend="vertex", caliban_key="k")
     store.mark_failed(j, "503 and gave up")
     assert store.job(j).finished is not None
     store.mark_submitted(j, "projects/p/locations/r/customJobs/1")
@@ -399,8 +407,7 @@ def test_secrets_in_docker_run_args_never_reach_the_file(tmp_path, monkeypatch):
     with history.Store(path) as s:
         image = s.record_image(docker_id="sha256:1", build_args={"target": "t.py", "docker_run_args": RUN_ARGS})
         listed = s.record_image(build_args={"docker_run_args": ["-e", "MY_TOKEN=abcS3cret", "-e", "A=1"]})
-        e = s.add_experiment(s.create_group("g").id, ["--x", "1"], image_id=image)
-        s.finish_local(s.add_job(e, backend="local"), 0)
+        s.finish_local(record_job(s, s.create_group("g").id, ["--x", "1"], image_id=image), 0)
         assert s.image(image).build_args == {"target": "t.py", "docker_run_args": STORED}
         assert s.image(listed).build_args["docker_run_args"] == ["-e", "MY_TOKEN", "-e", "A=1"]
         on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
@@ -451,13 +458,18 @@ def test_the_same_arguments_in_a_group_add_a_job_to_one_experiment(store):
     # `caliban run` of the same module and arguments into the group: a local job on it.
     local = store.record_image(docker_id="sha256:l", build_args={
         **_recorded(), "image_id": None, "docker_run_args": "-e A=1", "env": [["B", "2"]], "output_dir": "/o"})
-    assert store.add_experiment(g.id, ["--lr", "1"], image_id=local) == exp[0]
+    assert experiment_of(store, g.id, ["--lr", "1"], image_id=local) == exp[0]
     # Another module with the same arguments, or another group: other experiments.
     other = store.record_image(build_args=_recorded("other.py"))
-    assert store.add_experiment(g.id, ["--lr", "1"], image_id=other) not in exp
+    assert experiment_of(store, g.id, ["--lr", "1"], image_id=other) not in exp
     h = store.create_group("h")
-    assert store.add_experiment(h.id, ["--lr", "1"], image_id=local) not in exp
+    assert experiment_of(store, h.id, ["--lr", "1"], image_id=local) not in exp
     assert store.experiment_count(g.id) == 4 and store.experiment_count(h.id) == 1
+
+
+def experiment_of(store, group_id, args, image_id):
+    """The experiment a job recorded with these arguments and image lands on."""
+    return store.job(record_job(store, group_id, args, image_id=image_id)).experiment_id
 
 
 def test_finding_an_experiment_by_its_arguments_uses_the_index(store):
@@ -479,7 +491,7 @@ def test_status_json_lists_every_experiment_and_the_table_counts_the_rest(tmp_pa
     with history.Store(path) as s:
         g = s.create_group("big")
         for i in range(20):
-            s.finish_local(s.add_job(s.add_experiment(g.id, ["--i", str(i)]), backend="local"), 0)
+            s.finish_local(record_job(s, g.id, ["--i", str(i)]), 0)
     out = caliban(path, "status", "--xgroup", "big", "--format", "json")
     assert out.returncode == 0, out.stderr
     (group,) = json.loads(out.stdout)["groups"]

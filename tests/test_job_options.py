@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from caliban.cloud.schema import job_body_errors
-from tests.docker_helpers import BASE_IMAGE, engine_client
+from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.cloud_helpers import REPO
 
 
@@ -113,9 +113,7 @@ def test_a_local_job_writes_into_its_output_dir_on_the_host(project, tmp_path):
         assert weights.read_text() == "42"
         assert weights.stat().st_uid == os.getuid()
     finally:
-        client = engine_client()
-        for image in client.images.list(filters={"label": f"caliban.source_dir={project}"}):
-            client.images.remove(image.id, force=True)
+        cleanup(engine_client(), str(project))
 
 
 def test_flex_start_with_8xh100_and_b200_pass_and_validate(project, tmp_path):

@@ -7,6 +7,9 @@
 - Nothing outside `caliban/backends` branches on a backend's name.
 - No argparse namespace below `caliban/commands`: only `main`, `options` and
   the commands look inside one.
+- No function or class that only the tests use: everything defined in the
+  package is named somewhere in the package besides its definition (or is an
+  entry point in setup.py).
 """
 
 from __future__ import annotations
@@ -124,9 +127,46 @@ def test_no_argparse_namespace_below_the_commands():
     assert not offences, "\n".join(offences)
 
 
+def names_used(tree: ast.AST) -> set[str]:
+    """Every name a module mentions: identifiers, attributes, imports, and
+    the words of its strings (a `module:function` entry point, a getattr)."""
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            used.add(node.attr)
+        elif isinstance(node, ast.alias):
+            used.add(node.name.rsplit(".", 1)[-1])
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            used.update(node.value.replace(":", " ").replace(".", " ").split())
+    return used
+
+
+def unused_definitions(trees) -> list[str]:
+    used = set().union(*(names_used(tree) for _, tree in trees))
+    setup = PACKAGE.parent / "setup.py"
+    used |= names_used(ast.parse(setup.read_text()))
+    return [
+        f"{module}:{node.lineno}: {node.name}"
+        for module, tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and not (node.name.startswith("__") and node.name.endswith("__"))
+        and node.name not in used
+    ]
+
+
+def test_everything_the_package_defines_is_used_by_the_package():
+    offences = unused_definitions(ALL)
+    assert not offences, "defined but used only by tests (or nothing):\n" + "\n".join(offences)
+
+
 def test_the_rules_see_real_offences():
     """The checks themselves can fail: a planted offence of each kind is found."""
     planted = ast.parse("from caliban.docker import engine\nif backend == 'vertex': pass\ngetattr(args, 'x')")
+    orphan = ast.parse("def only_tests_call_me():\n    pass\n")
+    assert unused_definitions([*ALL, ("caliban.planted", orphan)]) == ["caliban.planted:1: only_tests_call_me"]
     assert "caliban.docker.engine" in imported(planted, "caliban.sweep.x")
     compare = next(n for n in ast.walk(planted) if isinstance(n, ast.Compare))
     assert isinstance(compare.comparators[0], ast.Constant) and compare.comparators[0].value in BACKEND_NAMES

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from tests.docker_helpers import BASE_IMAGE, engine_client
+from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.cloud_helpers import REPO
 
 RENDEZVOUS = textwrap.dedent(
@@ -71,12 +71,7 @@ def project(tmp_path):
     (root / "trainer" / "barrier.py").write_text(BARRIER)
     (root / ".calibanconfig.json").write_text(json.dumps({"base_image": BASE_IMAGE}))
     yield root
-    client = engine_client()
-    for image in client.images.list(filters={"label": f"caliban.source_dir={root}"}):
-        try:
-            client.images.remove(image.id, force=True)
-        except Exception:
-            pass
+    cleanup(engine_client(), str(root))
 
 
 def caliban(project, db, *argv):

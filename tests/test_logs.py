@@ -23,7 +23,8 @@ from caliban.docker import job_logs
 from caliban.history import states
 from tests.cloud_emulator import CloudEmulator
 from tests.cloud_helpers import PROJECT, REGION, FakeClock, client_for, ml_body, vertex_body
-from tests.docker_helpers import BASE_IMAGE, engine_client
+from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
+from tests.history_helpers import record_job
 
 REPO = Path(__file__).resolve().parent.parent
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z ")
@@ -135,14 +136,7 @@ def project(tmp_path_factory):
     ))
     (root / ".calibanconfig.json").write_text(json.dumps({"base_image": BASE_IMAGE}))
     yield root
-    client = engine_client()
-    for container in client.containers.list(all=True, filters={"label": f"caliban.source_dir={root}"}):
-        container.remove(force=True)
-    for image in client.images.list(filters={"label": f"caliban.source_dir={root}"}):
-        try:
-            client.images.remove(image.id, force=True)
-        except Exception:
-            pass
+    cleanup(engine_client(), str(root))
 
 
 def test_logs_of_finished_local_jobs_outlive_their_containers(project, tmp_path):
@@ -253,8 +247,7 @@ def test_a_local_job_without_kept_output_says_so(tmp_path):
     db = tmp_path / "h.db"
     with history.Store(db) as s:
         g = s.create_group("old")
-        e = s.add_experiment(g.id, [])
-        j = s.add_job(e, backend="local", caliban_key="feedfacecafe")
+        j = record_job(s, g.id, caliban_key="feedfacecafe")
         s.start_local(j, "c" * 64)
         s.finish_local(j, 0)
     out = caliban(db, "logs", str(j))
@@ -273,9 +266,9 @@ def record_cloud_jobs(db, emu, group, backends):
         for i, backend in enumerate(backends):
             key = f"{group}-{i}"
             body = (vertex_body if backend == "vertex" else ml_body)(key, i)
-            e = s.add_experiment(g.id, ["--i", str(i)])
-            j = s.add_job(e, backend=backend, request=body, caliban_key=key, project=PROJECT, region=REGION,
-                          api_endpoint=emu.url, name=body.get("displayName") or body["jobId"])
+            j = record_job(s, g.id, ["--i", str(i)], backend=backend, request=body, caliban_key=key,
+                           project=PROJECT, region=REGION, api_endpoint=emu.url,
+                           name=body.get("displayName") or body["jobId"])
             created = client_for(emu, emu.key_path, backend).create(body)
             s.mark_submitted(j, created["name"] if backend == "vertex" else created["jobId"])
             rows.append(s.job(j))
@@ -323,51 +316,64 @@ def test_cloud_group_lines_are_prefixed_with_their_job(tmp_path, emulator):
     assert out.stdout.splitlines() == ["v one", "v two"]
 
 
-def test_following_a_cloud_job_prints_new_lines_once_and_stops_when_it_ends(tmp_path, monkeypatch):
-    from caliban.options import Environment, RecordedJobs
-    from caliban.workflows.logs import LogsRequest, LogStreamer
-    from caliban.workflows.refresh import Remotes
-
+@pytest.fixture
+def clocked_emulator(tmp_path, monkeypatch):
+    """An emulator on a fake clock, so a follow's pacing costs no wall time; credentials set."""
     clock = FakeClock()
     with CloudEmulator(clock=clock) as emu:
         emu.key_path = emu.write_service_account_key(tmp_path / "key.json", PROJECT)
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", emu.key_path)
-        db = tmp_path / "h.db"
-        (job,) = record_cloud_jobs(db, emu, "live", ["vertex"])
-        emu.set_state(job.remote_id, "JOB_STATE_RUNNING")
-        before = [f"early {i}" for i in range(2100)]  # three pages at the start
-        emu.add_log_entries(job.remote_id, before)
-        # What the job prints while followed: two entries sharing a timestamp, then
-        # one more at that same timestamp on a later poll, then the end.
-        script = [
-            lambda: emu.add_log_entries(job.remote_id, ["c", "d"], timestamp="2099-01-01T00:00:00.5Z"),
-            lambda: emu.add_log_entries(job.remote_id, ["e"], timestamp="2099-01-01T00:00:00.500000000Z"),
-            lambda: (emu.add_log_entries(job.remote_id, ["f"], timestamp="2099-01-01T00:00:01Z"),
-                     emu.set_state(job.remote_id, "JOB_STATE_SUCCEEDED")),
-        ]
-        seen_calls = [3]  # the script starts once the three pages of the start are read
+        yield emu, clock
 
-        def sleep(seconds):
-            clock.sleep(seconds)
-            calls = emu.log_list_calls()
-            if script and calls > seen_calls[-1]:
-                seen_calls.append(calls)
-                script.pop(0)()
 
-        out = io.StringIO()
-        with history.Store(db) as store:
-            code = LogStreamer(store, Remotes(RecordedJobs(environment=Environment.read())),
-                               LogsRequest(str(job.id), follow=True), out=out, err=io.StringIO(),
-                               clock=clock, sleep=sleep).run()
-        assert code == 0
-        assert out.getvalue().splitlines() == [*before, "c", "d", "e", "f"]
-        assert not script
-        # Never faster than Cloud Logging's 60 entries.list a minute per project.
-        times = [r.time for r in emu.requests if r.path == "/v2/entries:list"]
-        gaps = [b - a for a, b in zip(times, times[1:])]
-        assert len(times) >= 6 and min(gaps) >= 60 / 60
-        # The grace period after the end is read once more, then the follow stops.
-        assert times[-1] - times[0] <= 60
+def follow(db, target, clock, sleep):
+    """`caliban logs --follow TARGET` in process, on the given clock: (exit code, what it printed)."""
+    from caliban.options import Environment, RecordedJobs
+    from caliban.workflows.logs import LogsRequest, LogStreamer
+    from caliban.workflows.refresh import Remotes
+
+    out = io.StringIO()
+    with history.Store(db) as store:
+        code = LogStreamer(store, Remotes(RecordedJobs(environment=Environment.read())),
+                           LogsRequest(target, follow=True), out=out, err=io.StringIO(),
+                           clock=clock, sleep=sleep).run()
+    return code, out.getvalue()
+
+
+def test_following_a_cloud_job_prints_new_lines_once_and_stops_when_it_ends(tmp_path, clocked_emulator):
+    emu, clock = clocked_emulator
+    db = tmp_path / "h.db"
+    (job,) = record_cloud_jobs(db, emu, "live", ["vertex"])
+    emu.set_state(job.remote_id, "JOB_STATE_RUNNING")
+    before = [f"early {i}" for i in range(2100)]  # three pages at the start
+    emu.add_log_entries(job.remote_id, before)
+    # What the job prints while followed: two entries sharing a timestamp, then
+    # one more at that same timestamp on a later poll, then the end.
+    script = [
+        lambda: emu.add_log_entries(job.remote_id, ["c", "d"], timestamp="2099-01-01T00:00:00.5Z"),
+        lambda: emu.add_log_entries(job.remote_id, ["e"], timestamp="2099-01-01T00:00:00.500000000Z"),
+        lambda: (emu.add_log_entries(job.remote_id, ["f"], timestamp="2099-01-01T00:00:01Z"),
+                 emu.set_state(job.remote_id, "JOB_STATE_SUCCEEDED")),
+    ]
+    seen_calls = [3]  # the script starts once the three pages of the start are read
+
+    def sleep(seconds):
+        clock.sleep(seconds)
+        calls = emu.log_list_calls()
+        if script and calls > seen_calls[-1]:
+            seen_calls.append(calls)
+            script.pop(0)()
+
+    code, out = follow(db, str(job.id), clock, sleep)
+    assert code == 0
+    assert out.splitlines() == [*before, "c", "d", "e", "f"]
+    assert not script
+    # Never faster than Cloud Logging's 60 entries.list a minute per project.
+    times = [r.time for r in emu.requests if r.path == "/v2/entries:list"]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(times) >= 6 and min(gaps) >= 60 / 60
+    # The grace period after the end is read once more, then the follow stops.
+    assert times[-1] - times[0] <= 60
 
 
 def test_an_unknown_target_is_one_line_naming_it(tmp_path):
@@ -394,46 +400,35 @@ def test_entries_list_rejects_what_the_api_rejects(emulator):
         assert raw(emulator, "POST", "/v2/entries:list", bad, token)[0] == code, bad
 
 
-def test_following_a_cloud_group_ends_when_its_jobs_end_and_nothing_is_being_sent(tmp_path, monkeypatch):
-    from caliban.options import Environment, RecordedJobs
-    from caliban.workflows.logs import LogsRequest, LogStreamer
-    from caliban.workflows.refresh import Remotes
+def test_following_a_cloud_group_ends_when_its_jobs_end_and_nothing_is_being_sent(tmp_path, clocked_emulator):
+    emu, clock = clocked_emulator
+    db = tmp_path / "h.db"
+    first, second = record_cloud_jobs(db, emu, "pair", ["vertex", "ml_v1"])
+    with history.Store(db) as s:  # a third job whose sweep died before sending it
+        never = record_job(s, s.group("pair").id, backend="vertex", caliban_key="pair-x")
+    emu.set_state(first.remote_id, "JOB_STATE_RUNNING")
+    emu.set_state(second.remote_id, "RUNNING")
+    emu.add_log_entries(first.remote_id, ["v start"])
+    script = [
+        lambda: emu.add_log_entries(second.remote_id, ["m middle"]),
+        lambda: (emu.add_log_entries(first.remote_id, ["v end"]),
+                 emu.set_state(first.remote_id, "JOB_STATE_SUCCEEDED"),
+                 emu.set_state(second.remote_id, "FAILED")),
+    ]
+    seen = [emu.log_list_calls()]
 
-    clock = FakeClock()
-    with CloudEmulator(clock=clock) as emu:
-        emu.key_path = emu.write_service_account_key(tmp_path / "key.json", PROJECT)
-        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", emu.key_path)
-        db = tmp_path / "h.db"
-        first, second = record_cloud_jobs(db, emu, "pair", ["vertex", "ml_v1"])
-        with history.Store(db) as s:  # a third job whose sweep died before sending it
-            never = s.add_job(s.add_experiment(s.group("pair").id, []), backend="vertex", caliban_key="pair-x")
-        emu.set_state(first.remote_id, "JOB_STATE_RUNNING")
-        emu.set_state(second.remote_id, "RUNNING")
-        emu.add_log_entries(first.remote_id, ["v start"])
-        script = [
-            lambda: emu.add_log_entries(second.remote_id, ["m middle"]),
-            lambda: (emu.add_log_entries(first.remote_id, ["v end"]),
-                     emu.set_state(first.remote_id, "JOB_STATE_SUCCEEDED"),
-                     emu.set_state(second.remote_id, "FAILED")),
-        ]
-        seen = [emu.log_list_calls()]
+    def sleep(seconds):
+        clock.sleep(seconds)
+        assert clock() < 1000 + 600, "the follow did not end with the jobs"
+        if script and emu.log_list_calls() >= seen[-1] + 2:
+            seen.append(emu.log_list_calls())
+            script.pop(0)()
 
-        def sleep(seconds):
-            clock.sleep(seconds)
-            assert clock() < 1000 + 600, "the follow did not end with the jobs"
-            if script and emu.log_list_calls() >= seen[-1] + 2:
-                seen.append(emu.log_list_calls())
-                script.pop(0)()
-
-        out = io.StringIO()
-        with history.Store(db) as store:
-            LogStreamer(store, Remotes(RecordedJobs(environment=Environment.read())),
-                        LogsRequest("pair", follow=True), out=out, err=io.StringIO(), clock=clock,
-                        sleep=sleep).run()
-        lines = out.getvalue().splitlines()
-        assert sorted(lines) == sorted([f"[job {first.id}] v start", f"[job {second.id}] m middle",
-                                        f"[job {first.id}] v end"])
-        assert lines.index(f"[job {first.id}] v start") < lines.index(f"[job {first.id}] v end")
-        assert not script
-        with history.Store(db) as store:
-            assert store.job(never).status == states.PENDING  # never sent, and not waited for
+    _, out = follow(db, "pair", clock, sleep)
+    lines = out.splitlines()
+    assert sorted(lines) == sorted([f"[job {first.id}] v start", f"[job {second.id}] m middle",
+                                    f"[job {first.id}] v end"])
+    assert lines.index(f"[job {first.id}] v start") < lines.index(f"[job {first.id}] v end")
+    assert not script
+    with history.Store(db) as store:
+        assert store.job(never).status == states.PENDING  # never sent, and not waited for

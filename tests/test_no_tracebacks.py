@@ -14,6 +14,7 @@ import pytest
 
 from caliban import history
 from tests.cloud_helpers import REPO
+from tests.history_helpers import record_job
 
 EXAMPLE = REPO / "example"
 
@@ -55,7 +56,7 @@ def test_a_closed_pipe_on_stdout_ends_quietly(tmp_path):
     with history.Store(db) as store:
         group = store.create_group("piped")
         for i in range(300):
-            store.add_experiment(group.id, [f"--i={i}" * 20])
+            record_job(store, group.id, [f"--i={i}" * 20])
     env = dict(os.environ, PYTHONPATH=str(REPO), CALIBAN_DB_URL=str(db))
     status = subprocess.Popen([sys.executable, "-m", "caliban", "status", "--xgroup", "piped", "--format", "json",
                                "--max_jobs", "300"], cwd=EXAMPLE, env=env, stdout=subprocess.PIPE,

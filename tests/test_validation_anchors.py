@@ -6,7 +6,7 @@ import pytest
 
 from caliban.calibanconfig import parse_calibanconfig
 from caliban.cloud.schema import job_body_errors
-from caliban.docker.build_context import DockerIgnore
+from caliban.docker.build_context import DockerIgnore, parse_dockerignore
 from caliban.errors import UsageError
 from tests.cloud_helpers import ml_body, vertex_body
 
@@ -55,7 +55,7 @@ def test_ml_job_id_refuses_a_trailing_newline():
 
 
 def test_dockerignore_wildcards_match_to_the_end_of_the_path_only():
-    ignore = DockerIgnore.from_text("*.log\ndata/[ab]*.bin\n")
+    ignore = DockerIgnore(parse_dockerignore("*.log\ndata/[ab]*.bin\n"))
     assert ignore.matches("x.log") and ignore.matches("data/a1.bin")
     # Go's `$` (the Docker CLI's matcher) ends at the end of the text.
     assert not ignore.matches("x.log\n")

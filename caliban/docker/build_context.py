@@ -377,10 +377,6 @@ class DockerIgnore:
                 p = p[1:]
             self.patterns.append(_compile(_clean(p), exclusion, source))
 
-    @classmethod
-    def from_text(cls, text: str, source: str = ".dockerignore") -> "DockerIgnore":
-        return cls(parse_dockerignore(text), source)
-
     @property
     def exceptions(self) -> list[_Pattern]:
         return [p for p in self.patterns if p.exclusion]

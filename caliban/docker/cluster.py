@@ -16,6 +16,7 @@ codes and removal behave as for single-container jobs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import re
@@ -140,27 +141,22 @@ def run_cluster_job(
     if gpu_pool is not None:
         gpu_pool.check(nodes * gpus_per_node, f"{nodes} nodes x {gpus_per_node} GPUs per node")
 
-    with _sigterm_as_interrupt():
-        devices: tuple[str, ...] = ()
-        if gpu_pool is not None and gpus_per_node:
-            devices = gpu_pool.acquire(nodes * gpus_per_node, f"{nodes} nodes x {gpus_per_node} GPUs per node")
+    gpus = (gpu_pool.lease(nodes * gpus_per_node, f"{nodes} nodes x {gpus_per_node} GPUs per node")
+            if gpu_pool is not None and gpus_per_node else contextlib.nullcontext(()))
+    with _sigterm_as_interrupt(), gpus as devices:
+        if devices:
+            for rank, share in enumerate(split_devices(devices, nodes)):
+                specs[rank].gpu = True
+                specs[rank].gpu_devices = list(share)
         try:
-            if devices:
-                for rank, share in enumerate(split_devices(devices, nodes)):
-                    specs[rank].gpu = True
-                    specs[rank].gpu_devices = list(share)
             try:
-                try:
-                    api.create_network(network_name(job_id), driver="bridge",
-                                       labels={**spec.labels, JOB_LABEL: job_id})
-                except docker.errors.APIError as exc:
-                    raise _api_error(exc) from None
-                return _run_replicas(client, specs, job_id, label, stdout, stderr, on_started, log_key)
-            finally:
-                _remove_job(api, job_id)
+                api.create_network(network_name(job_id), driver="bridge",
+                                   labels={**spec.labels, JOB_LABEL: job_id})
+            except docker.errors.APIError as exc:
+                raise _api_error(exc) from None
+            return _run_replicas(client, specs, job_id, label, stdout, stderr, on_started, log_key)
         finally:
-            if devices:
-                gpu_pool.release(devices)
+            _remove_job(api, job_id)
 
 
 def _run_replicas(client, specs, job_id, label, stdout, stderr, on_started, log_key=None) -> ClusterResult:

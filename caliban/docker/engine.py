@@ -350,10 +350,6 @@ class BuildResult:
     plan: ImagePlan
     context: BuildContext
 
-    @property
-    def cached_steps(self) -> list[BuildStep]:
-        return [s for s in self.steps if s.cached]
-
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _BUILT = re.compile(r"^Successfully built ([0-9a-f]+)$")

@@ -12,6 +12,7 @@ KeyboardInterrupt for the caller to record what never started.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -58,16 +59,14 @@ def run_parallel(client, jobs, make_spec, *, hooks: JobHooks | None = None, max_
                                          stdout=stdout, stderr=stderr, on_started=started, log_key=job.job_id)
                 code = result.exit_code
             else:
-                devices = gpu_pool.acquire(gpus_per_job, f"job {job.label}") if gpu_pool and gpus_per_job else ()
-                try:
+                gpus = (gpu_pool.lease(gpus_per_job, f"job {job.label}") if gpu_pool and gpus_per_job
+                        else contextlib.nullcontext(()))
+                with gpus as devices:
                     if devices:
                         spec.gpu, spec.gpu_devices = True, list(devices)
                     code, _ = run_container(client, spec, stdout=stdout, stderr=stderr, prefix=f"[{job.label}] ",
                                             on_started=lambda cid: events.put(("started", job, cid)),
                                             log=JobLogWriter.for_job(job.job_id))
-                finally:
-                    if devices:
-                        gpu_pool.release(devices)
             events.put(("ended", job, code))
         except CalibanError as exc:
             events.put(("error", job, exc))

@@ -763,9 +763,8 @@ class Store:
     def transaction(self):
         """Several writes as one: all of them land, or none.
 
-        Recording a sweep is `create_group` + `record_image` + `add_jobs`
-        (a local run: + `add_experiment` + `add_job`); inside one
-        `transaction()` a failure (a full disk) leaves no empty group
+        Recording a sweep is `create_group` + `record_image` + `add_jobs`;
+        inside one `transaction()` a failure (a full disk) leaves no empty group
         behind. A `lock_group` inside it is held before the rows become
         visible to `resubmit`. Writes inside join the outer transaction;
         a failure rolls back the whole of it and is one CalibanError line
@@ -856,12 +855,6 @@ class Store:
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
-    def schema_version(self) -> int:
-        return self._row("PRAGMA user_version")[0]
-
-    def journal_mode(self) -> str:
-        return self._row("PRAGMA journal_mode")[0]
-
     # -- groups, images, experiments ----------------------------------------
 
     def create_group(self, name: str | None = None, user: str | None = None) -> Group:
@@ -932,21 +925,6 @@ class Store:
         )
         return cursor.lastrowid
 
-    def update_image(
-        self,
-        image_id: int,
-        *,
-        docker_id: str | None = None,
-        uri: str | None = None,
-        digest: str | None = None,
-    ) -> None:
-        """Fills in what is known only later (the built id, the pushed URI and digest)."""
-        self._write(
-            "UPDATE image SET docker_id = COALESCE(?, docker_id), uri = COALESCE(?, uri),"
-            " digest = COALESCE(?, digest) WHERE id = ?",
-            (docker_id, uri, digest, image_id),
-        )
-
     def image(self, image_id: int) -> Image | None:
         row = self._row("SELECT * FROM image WHERE id = ?", (image_id,))
         if row is None:
@@ -954,24 +932,6 @@ class Store:
         data = dict(row)
         data["build_args"] = json.loads(data["build_args"])
         return Image(**data)
-
-    def add_experiment(
-        self,
-        group_id: int,
-        args: Sequence[str],
-        *,
-        flags: dict | None = None,
-        image_id: int | None = None,
-    ) -> int:
-        """One experiment of a sweep: `args` is the container argv after the
-        entry point (pass-through args, then the experiment's flags), `flags`
-        the experiment's dict from the config.
-
-        The group's experiment with these `args` and the same build recipe
-        when there is one (module docstring): the caller adds a job to it.
-        """
-        with self.transaction():
-            return self._experiment_for(group_id, args, flags, image_id, self._recipe_of(image_id), _now())
 
     def _recipe_of(self, image_id: int | None) -> str:
         image = self.image(image_id) if image_id is not None else None
@@ -1031,13 +991,11 @@ class Store:
         cloud_key: str | None = None,
         user: str | None = None,
     ) -> int:
-        """Writes a PENDING job row; call it BEFORE sending the create request.
+        """A new attempt at a recorded experiment (resubmit, a rerun): a
+        PENDING row, written BEFORE the create request is sent.
 
         `request` is the exact body about to be sent; `caliban_key` the
         unique label it carries (what `resubmit` looks the job up by).
-        Add it to the experiment `add_experiment` returned in the same
-        `transaction()`, or a failure leaves that experiment without a job
-        (taken back on a best-effort basis).
         """
         if backend not in states.BACKENDS:
             raise ValueError(f"unknown backend {backend!r}")

@@ -513,12 +513,6 @@ def experiment_to_args(experiment: Experiment, base: Iterable[str] = ()) -> list
     return [*base, *_flag_tokens(experiment.items())]
 
 
-def expand_experiment_args(config: Any, base: Iterable[str] = ()) -> Iterator[list[str]]:
-    """The argv of every experiment, without building the intermediate dicts."""
-    base = tuple(base)
-    return _expand(config, _flag_tokens, lambda combo: list(itertools.chain(base, *combo)))
-
-
 def expand_as_json(config: Any) -> Iterator[str]:
     """Each experiment rendered as `json.dumps(experiment)` would render it."""
 
