@@ -52,4 +52,9 @@ fi
 echo "== A real local run of every experiment (the first build takes a minute or two) =="
 cd example
 if [ -n "$BASE_IMAGE" ]; then export CALIBAN_BASE_IMAGE=$BASE_IMAGE; fi
-exec "$BIN/caliban" run --nogpu --experiment_config experiment.json trainer.train
+status=0
+"$BIN/caliban" run --nogpu --experiment_config experiment.json trainer.train || status=$?
+if [ "$status" -eq 0 ]; then
+  say "each job wrote its metrics.json under example/caliban_outputs/<group>/job_<id>/model/"
+fi
+exit "$status"

@@ -141,8 +141,10 @@ def _add_job_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--output_dir", metavar="URI",
-        help="Where jobs write their results: each job gets <URI>/<job name>/ and the AIP_MODEL_DIR, "
-             "AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR variables pointing into it.",
+        help="Where jobs write their results: each job gets its own folder under it and the AIP_MODEL_DIR, "
+             "AIP_CHECKPOINT_DIR and AIP_TENSORBOARD_LOG_DIR variables pointing into it. A gs:// URI on "
+             "the cloud; a host directory locally (defaults to caliban_outputs in the project, never "
+             "copied into an image; '' for none).",
     )
 
 

@@ -174,6 +174,11 @@ class LocalRun:
     parallelism: Parallelism
 
 
+# `caliban run`'s --output_dir unless one is given ('' for none): relative to the
+# project, and never copied into an image (caliban.docker.build_context.OUTPUT_MARKER).
+DEFAULT_LOCAL_OUTPUT_DIR = "caliban_outputs"
+
+
 def local_run(args: Any, env: Environment | None = None) -> LocalRun:
     from caliban.docker.run import parse_docker_run_args
 
@@ -191,6 +196,8 @@ def local_run(args: Any, env: Environment | None = None) -> LocalRun:
     if jobs.total == 0:
         raise UsageError(f"experiment config {jobs.config_path!r} expands to zero experiments")
     job = job_options(args)
+    if getattr(args, "output_dir", None) is None:  # not given ('' is "none"): results land where the user finds them
+        job = dataclasses.replace(job, output_dir=DEFAULT_LOCAL_OUTPUT_DIR)
     return LocalRun(build, jobs, cloud_key, image_id, docker_run_args, run_options,
                     _flag(args, "xgroup"), bool(_flag(args, "dry_run", False)),
                     _flag(args, "format", "text"), job, parallelism(args, job.nodes, build.gpu))

@@ -8,7 +8,13 @@ import tarfile
 
 import pytest
 
-from caliban.docker.build_context import DockerIgnore, make_build_context, parse_dockerignore, walk_context
+from caliban.docker.build_context import (
+    OUTPUT_MARKER,
+    DockerIgnore,
+    make_build_context,
+    parse_dockerignore,
+    walk_context,
+)
 from caliban.errors import UsageError
 
 
@@ -136,6 +142,19 @@ def _project(tmp_path):
     (tmp_path / "notes.log").write_text("x")
     (tmp_path / ".dockerignore").write_text("*.log\n**/*.log\ndata\n!data/keep.txt\n")
     return tmp_path
+
+
+def test_a_marked_output_root_is_never_walked_but_a_same_named_directory_is(tmp_path):
+    root = _project(tmp_path)
+    results = root / "caliban_outputs" / "sweep" / "job_1" / "model"
+    results.mkdir(parents=True)
+    (results / "weights.bin").write_bytes(b"w")
+    (root / "caliban_outputs" / OUTPUT_MARKER).write_text("")
+    (root / "trainer" / "caliban_outputs").mkdir()  # the user's own, unmarked
+    (root / "trainer" / "caliban_outputs" / "table.csv").write_text("1")
+    paths = walk_context(str(root), DockerIgnore()).paths
+    assert not [p for p in paths if p.startswith("caliban_outputs")]
+    assert "trainer/caliban_outputs/table.csv" in paths
 
 
 def test_walk_descends_into_excluded_dirs_only_for_exceptions(tmp_path):

@@ -116,6 +116,27 @@ def test_a_local_job_writes_into_its_output_dir_on_the_host(project, tmp_path):
         cleanup(engine_client(), str(project))
 
 
+def test_results_land_in_caliban_outputs_by_default_and_stay_out_of_the_next_image(project, tmp_path):
+    engine_client()
+    (project / "trainer" / "look.py").write_text("import os\nprint('copied:', sorted(os.listdir('.')))\n")
+    first = caliban(project, tmp_path, "run", "--nogpu", "--xgroup", "default-out", "--env", "SEED=7",
+                    "trainer.train")
+    try:
+        assert first.returncode == 0, first.stderr
+        (weights,) = (project / "caliban_outputs" / "default-out").glob("job_*/model/weights.txt")
+        assert weights.read_text() == "7" and weights.stat().st_uid == os.getuid()
+        # The next image is built from a project that now holds results: they are not copied.
+        second = caliban(project, tmp_path, "run", "--nogpu", "--output_dir", "", "trainer.look")
+        assert second.returncode == 0, second.stderr
+        (line,) = [x for x in second.stdout.splitlines() if "copied:" in x]
+        assert "'trainer'" in line and "caliban_outputs" not in line, line
+        # '' asked for no folder: the second job wrote nothing next to the first one's.
+        assert [p.name for p in (project / "caliban_outputs").iterdir()] in (
+            ["default-out", ".caliban-output"], [".caliban-output", "default-out"])
+    finally:
+        cleanup(engine_client(), str(project))
+
+
 def test_flex_start_with_8xh100_and_b200_pass_and_validate(project, tmp_path):
     (job,) = dry_run(project, tmp_path, "--gpu_spec", "8xH100", "--flex_start", "--max_wait", "2h")
     assert job_body_errors("vertex", job["request"]) == []

@@ -61,6 +61,12 @@ from caliban.docker.dockerfile import CONTEXT_CA_BUNDLE, CONTEXT_SRC
 from caliban.errors import CalibanError, UsageError
 
 IGNORE_FILES = (".dockerignore", ".calibanignore")  # in the order their lines apply
+
+# Marks a local --output_dir root (`caliban_outputs/` by default, inside the
+# project): the results of earlier jobs, checkpoints included, would otherwise
+# be copied into the next image and pushed with it. A marker file, not a
+# name, so that a user's own directory called caliban_outputs is still copied.
+OUTPUT_MARKER = ".caliban-output"
 _MAX_IGNORE_FILE_BYTES = 1 << 20
 
 # --------------------------------------------------------------------------
@@ -555,6 +561,8 @@ def walk_context(root: str, ignore: DockerIgnore, start: str = ".", screen: Scre
         except OSError as exc:
             raise CalibanError(f"cannot read {full} for the image: {exc.strerror}; list it in .dockerignore") from None
         is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir and rel != "." and os.path.isfile(os.path.join(full, OUTPUT_MARKER)):
+            continue  # job results (OUTPUT_MARKER)
         if rel != "." and screen is not None:
             if screened_root is None and screen.denies(rel):
                 screened_root = rel

@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from caliban.docker.build_context import OUTPUT_MARKER
+from caliban.errors import UsageError
 from caliban.history import NewJob, Store, states
 from caliban.options import Parallelism
 
@@ -37,6 +39,23 @@ def output_environment(base: str) -> dict[str, str]:
             "AIP_TENSORBOARD_LOG_DIR": f"{base}/logs/"}
 
 
+def prepare_output_root(output_dir: str | None) -> None:
+    """Before anything is built or run: the --output_dir root exists, made by
+    the user (so the user owns it, not the engine's root), and is marked so
+    that no image copies it (OUTPUT_MARKER)."""
+    if not output_dir:
+        return
+    root = os.path.abspath(output_dir)
+    try:
+        os.makedirs(root, mode=0o755, exist_ok=True)
+        marker = os.path.join(root, OUTPUT_MARKER)
+        if not os.path.exists(marker):
+            with open(marker, "w") as fh:
+                fh.write("Results of Caliban jobs: never copied into an image (see --output_dir).\n")
+    except OSError as exc:
+        raise UsageError(f"--output_dir {output_dir}: cannot create {root}: {exc.strerror}") from None
+
+
 @dataclass(frozen=True)
 class Container:
     """What every container of one sweep shares."""
@@ -54,6 +73,14 @@ class Container:
         if not self.output_dir:
             return None
         return os.path.join(os.path.abspath(self.output_dir), self.xgroup or "caliban", job_name)
+
+    def make_job_output(self, job_name: str) -> None:
+        output = self.job_output(job_name)
+        if output:
+            try:
+                os.makedirs(output, mode=0o755, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"--output_dir: cannot create {output}: {exc.strerror}") from None
 
     def spec(self, args: Sequence[str], job_name: str | None = None):
         from caliban.docker.run import ContainerSpec, Mount, credential_mounts
@@ -110,9 +137,7 @@ def _run_rows(store: Store, client, container: Container, entries: Sequence[tupl
 
     def make_spec(job):
         name = f"job_{recorder.rows[job.job_id]}"
-        output = container.job_output(name)
-        if output:
-            os.makedirs(output, mode=0o755, exist_ok=True)  # created by the user, so the user owns it
+        container.make_job_output(name)
         return container.spec(job.args, name)
 
     try:
@@ -155,6 +180,7 @@ def run_local_sweep(options) -> int:
 
     build = options.build
     history.check_store()  # a broken history is found before anything is built or run
+    prepare_output_root(options.job.output_dir)
     client = _connect(build.gpu)
     image = options.image_id or images.build(build, cloud_key=options.cloud_key, client=client)
     recorded_build = {**build.recorded(), **options.parallelism.recorded(), "image_id": options.image_id,
@@ -202,6 +228,7 @@ def rerun_local(store: Store, jobs: Sequence, *, cloud_key: str | None) -> int:
         if not recorded.get("target") or not recorded.get("project_dir"):
             raise CalibanError("no build arguments recorded for these local jobs; rerun them with `caliban run`")
         build = BuildSpec.from_recorded(recorded)
+        prepare_output_root(recorded.get("output_dir"))
         client = _connect(build.gpu)
         image = recorded.get("image_id") or images.build(build, cloud_key=cloud_key, client=client)
         group = jobs[0].group_name

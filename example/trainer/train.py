@@ -20,7 +20,8 @@ def parse_args(argv=None):
     parser.add_argument("--n_samples", type=int, default=500)
     parser.add_argument("--n_features", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--job_dir", help="Write metrics.json here (optional).")
+    parser.add_argument("--job_dir", default=os.environ.get("AIP_MODEL_DIR"),
+                        help="Write metrics.json here (default: $AIP_MODEL_DIR, which Caliban and Vertex AI set).")
     return parser.parse_args(argv)
 
 
