@@ -9,15 +9,19 @@
 
 import json
 import os
+import pty
+import select
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.cloud_helpers import REPO
+from tests.test_live_line import screen
 
 RENDEZVOUS = textwrap.dedent(
     """
@@ -105,5 +109,38 @@ def test_max_parallel_runs_experiments_at_the_same_time(project, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "[1/2] met b" in result.stdout and "[2/2] met a" in result.stdout
     assert "2 succeeded, 0 failed" in result.stderr
+    assert "\x1b[" not in result.stderr + result.stdout  # no live line on a pipe
     with sqlite3.connect(db) as conn:
         assert [r[0] for r in conn.execute("SELECT status FROM job ORDER BY id")] == ["SUCCEEDED", "SUCCEEDED"]
+
+
+def test_on_a_terminal_a_live_line_follows_the_sweep_and_is_gone_at_the_end(project, tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (project / "pair.json").write_text(json.dumps({"me": ["a", "b"]}))
+    env = dict(os.environ, CALIBAN_DB_URL=str(tmp_path / "h.db"), PYTHONPATH=str(REPO), CALIBAN_BASE_IMAGE=BASE_IMAGE)
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "caliban", "run", "--nogpu", "--max_parallel", "2",
+                             "--docker_run_args", f"-v {marks}:/marks", "--experiment_config", "pair.json",
+                             "trainer.barrier"], cwd=project, env=env, stdin=subprocess.DEVNULL,
+                            stdout=secondary, stderr=secondary)
+    os.close(secondary)
+    chunks, deadline = [], time.time() + 600
+    while time.time() < deadline:
+        if not select.select([primary], [], [], 1)[0]:
+            continue
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    assert proc.wait(60) == 0
+    transcript = b"".join(chunks).decode().replace("\r\n", "\n")  # the terminal's own CR before each LF
+    assert "[sweep] 2 running, 0 done, 0 waiting" in transcript
+    kept, bottom = screen(transcript)
+    assert "[1/2] met b" in kept and "[2/2] met a" in kept and "2 succeeded, 0 failed" in kept
+    assert not [line for line in kept if "[sweep]" in line]
+    assert bottom == ""
