@@ -56,6 +56,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _watch_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 2 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 2 to 3600")
+    return value
+
+
 def _env_var(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -352,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Most recent experiments the table shows per group (--format json lists all). "
                              "(Defaults to 8.)")
     status.add_argument("--format", choices=("text", "json"), default="text", help="A table, or JSON.")
+    status.add_argument("--watch", action="store_true",
+                        help="Refresh until every job shown has finished, then exit: the table is redrawn "
+                             "on a terminal and printed again when a status changes elsewhere; with "
+                             "--format json, the JSON is printed once, at the end.")
+    status.add_argument("--interval", type=_watch_interval, metavar="SECONDS",
+                        help="Seconds between refreshes with --watch, 2 to 3600. (Defaults to 10.)")
     _add_cloud_api_flags(status, recorded_defaults=True)
 
     stop = sub.add_parser("stop", help="Stop the running jobs of an experiment group (or all of yours).")

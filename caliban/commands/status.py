@@ -9,6 +9,10 @@ import time
 
 # Without --xgroup, only the user's most recent groups are shown.
 RECENT_GROUPS = 5
+# --watch: seconds between refreshes. A refresh of a cloud group is one list
+# request per 100 jobs, far inside the API's read quota at this pace.
+WATCH_SECONDS = 10.0
+_CLEAR_SCREEN = "\x1b[H\x1b[2J"
 STATUS_ORDER = {s: i for i, s in enumerate(
     ("RUNNING", "SUBMITTED", "PENDING", "STOPPING", "SUCCEEDED", "FAILED", "PREEMPTED", "STOPPED"))}
 
@@ -156,23 +160,61 @@ def as_text(data: dict, now: float | None = None) -> str:
     return "\n".join(lines).rstrip()
 
 
+def still_moving(data: dict) -> bool:
+    """Whether a job in view can still change: sent and not finished, or
+    PENDING in a group a caliban process is still working on. A PENDING job of
+    an interrupted sweep waits for `resubmit`, not for time."""
+    from caliban.history import states
+
+    return any(
+        job.status in (states.SUBMITTED, states.RUNNING, states.STOPPING)
+        or (job.status == states.PENDING and g["busy"])
+        for g in data["groups"]
+        for _, job in g["rows"]
+    )
+
+
+def _snapshot(data: dict) -> list:
+    return [(job.id, job.status) for g in data["groups"] for _, job in g["rows"]]
+
+
 def main(args) -> int:
     from caliban import history, options
+    from caliban.errors import UsageError
     from caliban.workflows.refresh import Remotes
 
+    watch = bool(getattr(args, "watch", False))
+    interval = getattr(args, "interval", None)
+    if interval is not None and not watch:
+        raise UsageError(f"--interval {interval:g} sets the pace of --watch; add --watch, or drop --interval")
     remotes = Remotes(options.recorded_jobs(args))
     as_json_output = getattr(args, "format", "text") == "json"
+    terminal = sys.stdout.isatty()
+    shown = None
     with history.open_store() as store:
-        data = collect(
-            store,
-            remotes,
-            getattr(args, "xgroup", None),
-            None if as_json_output else getattr(args, "max_jobs", None) or 8,
-            history.current_user(),
-        )
+        while True:
+            data = collect(
+                store,
+                remotes,
+                getattr(args, "xgroup", None),
+                None if as_json_output else getattr(args, "max_jobs", None) or 8,
+                history.current_user(),
+            )
+            moving = watch and still_moving(data)
+            if not moving:
+                break
+            if terminal and not as_json_output:
+                sys.stdout.write(f"{_CLEAR_SCREEN}{as_text(data)}\n\n"
+                                 f"(refreshed {time.strftime('%H:%M:%S')}, every {interval or WATCH_SECONDS:g} s "
+                                 "until every job shown has finished; Ctrl-C to stop watching)\n")
+                sys.stdout.flush()
+            elif not as_json_output and _snapshot(data) != shown:  # a log or a pipe: each change once
+                print(as_text(data) + "\n", flush=True)
+                shown = _snapshot(data)
+            time.sleep(interval or WATCH_SECONDS)
         if as_json_output:
             json.dump(as_json(data), sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
-            print(as_text(data))
+            print((_CLEAR_SCREEN if watch and terminal else "") + as_text(data))
     return 0
