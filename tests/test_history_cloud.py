@@ -1,5 +1,6 @@
 """`caliban status` / `stop` against the cloud emulator: real google-auth, real HTTP."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -87,15 +88,22 @@ def test_stop_cancels_through_the_api(tmp_path, emulator, backend):
         assert [s.job(j).status for j in ids] == [states.STOPPED, states.STOPPED, states.SUCCEEDED]
 
 
-def watch(db, emu, *argv):
-    """`caliban status --watch ARGV` in the background; its stdout lines are gathered as they come."""
+@contextlib.contextmanager
+def watching(db, emu, *argv):
+    """`caliban status --watch ARGV` in the background: (process, its stdout lines as they come).
+    Leaving the block kills it if it still runs, and waits for the last of its output."""
     proc = subprocess.Popen([sys.executable, "-m", "caliban", "status", "--watch", "--interval", "2", *argv],
                             cwd=REPO, env=history_env(db, emu), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
-    return proc, lines, reader
+    try:
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(10)
 
 
 def wait_for(condition, seconds=60):
@@ -114,8 +122,7 @@ def test_status_watch_refreshes_until_every_job_has_finished(tmp_path, emulator)
         first, second = (s.job(j).remote_id for j in ids)
     emulator.set_state(first, "JOB_STATE_RUNNING")
     emulator.set_state(second, "JOB_STATE_SUCCEEDED")
-    proc, lines, reader = watch(db, emulator, "--xgroup", "watched")
-    try:
+    with watching(db, emulator, "--xgroup", "watched") as (proc, lines):
         # Not a terminal: the table is printed once per change, not every refresh.
         assert wait_for(lambda: any("1 RUNNING, 1 SUCCEEDED" in line for line in lines)), lines
         time.sleep(4.5)  # two more refreshes, nothing changed
@@ -123,10 +130,6 @@ def test_status_watch_refreshes_until_every_job_has_finished(tmp_path, emulator)
         assert sum("xgroup watched" in line for line in lines) == 1
         emulator.set_state(first, "JOB_STATE_FAILED")
         assert proc.wait(30) == 0, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    reader.join(10)
     assert any("1 SUCCEEDED, 1 FAILED" in line for line in lines), lines
     assert sum("xgroup watched" in line for line in lines) == 2
 
@@ -137,16 +140,11 @@ def test_status_watch_json_prints_once_when_all_have_finished(tmp_path, emulator
     with history.Store(db) as s:
         remote = s.job(job).remote_id
     emulator.set_state(remote, "RUNNING")
-    proc, lines, reader = watch(db, emulator, "--xgroup", "waited", "--format", "json")
-    try:
+    with watching(db, emulator, "--xgroup", "waited", "--format", "json") as (proc, lines):
         time.sleep(3)
         assert proc.poll() is None and lines == []
         emulator.set_state(remote, "SUCCEEDED")
         assert proc.wait(30) == 0, proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    reader.join(10)
     (group,) = json.loads("".join(lines))["groups"]
     assert [j["status"] for j in group["jobs"]] == [states.SUCCEEDED]
 
