@@ -106,6 +106,15 @@ def watching(db, emu, *argv):
         reader.join(10)
 
 
+def one_job_in(db, emu, backend, group, state) -> str:
+    """A one-job sweep sent to the emulator and moved to `state`; its remote id."""
+    (job,) = submit_recorded(db, emu, backend, group, 1)
+    with history.Store(db) as s:
+        remote = s.job(job).remote_id
+    emu.set_state(remote, state)
+    return remote
+
+
 def wait_for(condition, seconds=60):
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -136,10 +145,7 @@ def test_status_watch_refreshes_until_every_job_has_finished(tmp_path, emulator)
 
 def test_status_watch_json_prints_once_when_all_have_finished(tmp_path, emulator):
     db = tmp_path / "h.db"
-    (job,) = submit_recorded(db, emulator, "ml_v1", "waited", 1)
-    with history.Store(db) as s:
-        remote = s.job(job).remote_id
-    emulator.set_state(remote, "RUNNING")
+    remote = one_job_in(db, emulator, "ml_v1", "waited", "RUNNING")
     with watching(db, emulator, "--xgroup", "waited", "--format", "json") as (proc, lines):
         time.sleep(3)
         assert proc.poll() is None and lines == []
@@ -165,10 +171,7 @@ def test_status_watch_on_a_terminal_redraws_in_place(tmp_path, emulator):
     import select
 
     db = tmp_path / "h.db"
-    (job,) = submit_recorded(db, emulator, "vertex", "drawn", 1)
-    with history.Store(db) as s:
-        remote = s.job(job).remote_id
-    emulator.set_state(remote, "JOB_STATE_RUNNING")
+    remote = one_job_in(db, emulator, "vertex", "drawn", "JOB_STATE_RUNNING")
     primary, secondary = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "caliban", "status", "--watch", "--interval", "2",
                              "--xgroup", "drawn"], cwd=REPO, env=history_env(db, emulator),
