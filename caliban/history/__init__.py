@@ -53,7 +53,10 @@ The history is private: its directory is created 0700, the file (and the
 when opened. Secrets in `--docker_run_args` (`-e NAME=value` where NAME
 looks like a token, key, password, ...) are stored as `-e NAME`: docker
 then takes the value from the environment of whoever reruns the job, so
-`caliban resubmit` of a local job works when NAME is exported there.
+`caliban resubmit` of a local job works when NAME is exported there. The
+same rule holds for `--env NAME=value`: in a local run's build arguments and
+in a cloud job's recorded request body (its container `env`), such a value
+is stored as null and `resubmit` reads NAME from its environment again.
 
 The package is the store only: this module and `states` (the statuses).
 Reaching the jobs a row points at (cloud APIs, the local engine) and the
@@ -75,7 +78,7 @@ import sqlite3
 import stat
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from caliban.errors import CalibanError, UsageError
 from caliban.history import states
@@ -460,6 +463,60 @@ def _stored_build_args(build_args: dict | None) -> dict:
         stored["env"] = [[name, None if _redact_assignment(f"{name}={value}") == name else value]
                          for name, value in stored["env"]]
     return stored
+
+
+def _env_lists(request: dict):
+    """Every `env` list of {"name", "value"} objects in a request body: the
+    container environment in the shape Vertex AI (and Kubernetes) use, wherever
+    the body nests it. The store knows the shape, not the API."""
+    stack = [request]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "env" and isinstance(value, list):
+                    yield [var for var in value if isinstance(var, dict) and isinstance(var.get("name"), str)]
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _stored_request(request: dict | None) -> dict | None:
+    """The store's policy for request bodies: an --env value that looks like a
+    secret (the rule of `_redact_assignment`) is stored as null; `resubmit`
+    reads it from the environment again (`restore_secret_env`)."""
+    if request is None:
+        return None
+    secret = [
+        var for env in _env_lists(request) for var in env
+        if isinstance(var.get("value"), str) and _redact_assignment(f"{var['name']}={var['value']}") == var["name"]
+    ]
+    if not secret:
+        return request
+    stored = json.loads(json.dumps(request))
+    for env in _env_lists(stored):
+        for var in env:
+            if isinstance(var.get("value"), str) and _redact_assignment(f"{var['name']}={var['value']}") == var["name"]:
+                var["value"] = None
+    return stored
+
+
+def restore_secret_env(request: dict, environ: Mapping[str, str]) -> tuple[dict, list[str]]:
+    """A stored request body with the secret --env values the store dropped
+    filled in from `environ`: (the body, the names `environ` lacks)."""
+    if not any(var.get("value", "") is None for env in _env_lists(request) for var in env):
+        return request, []
+    filled = json.loads(json.dumps(request))
+    missing = []
+    for env in _env_lists(filled):
+        for var in env:
+            if "value" in var and var["value"] is None:
+                if var["name"] in environ:
+                    var["value"] = environ[var["name"]]
+                else:
+                    missing.append(var["name"])
+    return filled, missing
 
 
 # What decides whether two images run the same code the same way: not where
@@ -1013,7 +1070,7 @@ class Store:
                 region,
                 api_endpoint,
                 cloud_key,
-                _dumps(request) if request is not None else None,
+                _dumps(_stored_request(request)) if request is not None else None,
                 now,
                 now,
             ),
@@ -1065,7 +1122,7 @@ class Store:
                             region,
                             api_endpoint,
                             cloud_key,
-                            _dumps(job.request) if job.request is not None else None,
+                            _dumps(_stored_request(job.request)) if job.request is not None else None,
                             now,
                             now,
                         ),
@@ -1088,7 +1145,7 @@ class Store:
     def update_request(self, job_id: int, request: dict) -> None:
         """The body actually about to be sent, when it changed since `add_job` (resubmit)."""
         self._write(
-            "UPDATE job SET request = ?, updated = ? WHERE id = ?", (_dumps(request), _now(), job_id)
+            "UPDATE job SET request = ?, updated = ? WHERE id = ?", (_dumps(_stored_request(request)), _now(), job_id)
         )
 
     def mark_submitted(self, job_id: int, remote_id: str, *, status: str = SUBMITTED) -> None:

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import sys
 from collections import defaultdict
 
 from caliban.errors import CalibanError, UsageError, warn
-from caliban.history import Job, states
+from caliban.history import Job, restore_secret_env, states
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +171,18 @@ def _resend_cloud(store, remotes, choice: Choice, *, image_repo: str | None, rat
     from caliban.sweep.jobs import caliban_key, new_run_token
     from caliban.workflows.submit import send
 
+    # Secret --env values are not in the history (caliban.history): they come
+    # from this environment, or nothing is built, pushed or sent.
+    requests, missing = {}, set()
+    for item in choice.cloud:
+        if item.job.request:
+            requests[item.job.id], lacking = restore_secret_env(item.job.request, os.environ)
+            missing.update(lacking)
+    if missing:
+        names = ", ".join(f"${name}" for name in sorted(missing))
+        raise UsageError(f"these jobs were sent with --env {names}, whose value Caliban never stores; "
+                         "export it and run resubmit again")
+
     # Images first: a build or push failure sends nothing.
     images: dict[tuple, str] = {}
     for item in choice.cloud:
@@ -195,11 +208,11 @@ def _resend_cloud(store, remotes, choice: Choice, *, image_repo: str | None, rat
         image = images[(store.experiment(job.experiment_id).image_id, target)]
         if item.new_attempt:
             key = caliban_key(token, job.experiment_id)
-            body = retarget_request(target.backend, job.request, image=image, caliban_key=key,
+            body = retarget_request(target.backend, requests[job.id], image=image, caliban_key=key,
                                     job_id_suffix=token[:8])
         else:
             key = job.caliban_key
-            body = retarget_request(target.backend, job.request, image=image)
+            body = retarget_request(target.backend, requests[job.id], image=image)
         display = backends.get(target.backend).display_name(body)
         planned.append((item, target, SubmitJob(key=key, body=body, display_name=display)))
     by_api: dict[str, list] = defaultdict(list)
