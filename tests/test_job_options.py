@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from caliban import history
 from caliban.cloud.schema import job_body_errors
 from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.cloud_helpers import REPO
@@ -135,6 +136,16 @@ def test_results_land_in_caliban_outputs_by_default_and_stay_out_of_the_next_ima
             ["default-out", ".caliban-output"], [".caliban-output", "default-out"])
     finally:
         cleanup(engine_client(), str(project))
+
+
+def test_an_output_dir_that_cannot_be_made_stops_the_run_before_the_build(project, tmp_path):
+    (project / "notes.txt").write_text("a file, not a folder")
+    result = caliban(project, tmp_path, "run", "--nogpu", "--output_dir", "notes.txt/runs", "trainer.train")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--output_dir notes.txt/runs: cannot create" in result.stderr and "--output_dir ''" in result.stderr
+    assert "[build]" not in result.stderr
+    with history.Store(tmp_path / "h.db") as store:
+        assert store.groups() == []  # nothing recorded
 
 
 def test_flex_start_with_8xh100_and_b200_pass_and_validate(project, tmp_path):

@@ -53,7 +53,8 @@ def prepare_output_root(output_dir: str | None) -> None:
             with open(marker, "w") as fh:
                 fh.write("Results of Caliban jobs: never copied into an image (see --output_dir).\n")
     except OSError as exc:
-        raise UsageError(f"--output_dir {output_dir}: cannot create {root}: {exc.strerror}") from None
+        raise UsageError(f"--output_dir {output_dir}: cannot create {root}: {exc.strerror}; pass "
+                         "--output_dir with a folder you can write, or --output_dir '' for none") from None
 
 
 @dataclass(frozen=True)
