@@ -138,6 +138,20 @@ def test_results_land_in_caliban_outputs_by_default_and_stay_out_of_the_next_ima
         cleanup(engine_client(), str(project))
 
 
+def test_a_project_whose_path_has_a_colon_keeps_its_results_too(project, tmp_path):
+    engine_client()
+    odd = tmp_path / "runs:v2,final" / "proj"
+    odd.parent.mkdir()
+    project.rename(odd)
+    result = caliban(odd, tmp_path, "run", "--nogpu", "--xgroup", "colon", "--env", "SEED=3", "trainer.train")
+    try:
+        assert result.returncode == 0, result.stderr
+        (weights,) = (odd / "caliban_outputs" / "colon").glob("job_*/model/weights.txt")
+        assert weights.read_text() == "3"
+    finally:
+        cleanup(engine_client(), str(odd))
+
+
 def test_an_output_dir_that_cannot_be_made_stops_the_run_before_the_build(project, tmp_path):
     (project / "notes.txt").write_text("a file, not a folder")
     result = caliban(project, tmp_path, "run", "--nogpu", "--output_dir", "notes.txt/runs", "trainer.train")

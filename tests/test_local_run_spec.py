@@ -39,6 +39,16 @@ def test_docker_command_for_a_job():
     ]
 
 
+def test_a_path_with_a_colon_is_shown_as_a_mount_the_cli_reads_back_whole():
+    plain = Mount("/home/u/out", "/caliban/output").cli_flags()
+    assert plain == ["-v", "/home/u/out:/caliban/output:rw"]
+    flags = Mount("/home/u/runs:v2,final/out", "/caliban/output", read_only=True).cli_flags()
+    assert flags == ["--mount", 'type=bind,"source=/home/u/runs:v2,final/out",target=/caliban/output,readonly']
+    # The engine gets source and target as separate fields: no character is special there.
+    mount = Mount("/home/u/runs:v2,final/out", "/caliban/output").api_mount()
+    assert (mount["Source"], mount["Target"], mount["Type"]) == ("/home/u/runs:v2,final/out", "/caliban/output", "bind")
+
+
 def test_entrypoint_override_for_shell():
     spec = ContainerSpec(image="img", entrypoint=["jupyter", "lab", "--port=8889"], user="1000:1000",
                          workdir="/usr/app", ports={8889: 8889}, interactive=True)

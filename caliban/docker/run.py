@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
+import csv
+import io
 import os
 import shlex
 import signal
@@ -38,8 +40,25 @@ class Mount:
     target: str
     read_only: bool = False
 
-    def bind(self) -> str:
-        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+    def cli_flags(self) -> list[str]:
+        """The `docker run` flags for the dry run: `-v SRC:DST:MODE` where the
+        paths allow it, `--mount` (comma-separated fields, CSV-quoted) for a
+        path with ':' that -v would split in the wrong place."""
+        if ":" not in self.source + self.target:
+            return ["-v", f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"]
+        fields = ["type=bind", f"source={self.source}", f"target={self.target}"]
+        if self.read_only:
+            fields.append("readonly")
+        text = io.StringIO()
+        csv.writer(text, lineterminator="").writerow(fields)
+        return ["--mount", text.getvalue()]
+
+    def api_mount(self):
+        """The engine's own mount object: source and target travel as separate
+        fields, so no character in a path (':' and ',' included) is special."""
+        import docker
+
+        return docker.types.Mount(target=self.target, source=self.source, type="bind", read_only=self.read_only)
 
 
 @dataclass
@@ -96,7 +115,7 @@ class ContainerSpec:
         for key, value in sorted(self.labels.items()):
             cmd += ["--label", f"{key}={value}"]
         for mount in self.mounts:
-            cmd += ["-v", mount.bind()]
+            cmd += mount.cli_flags()
         for key, value in self.env.items():
             cmd += ["-e", f"{key}={value}"]
         for cport, hport in self.ports.items():
@@ -113,11 +132,11 @@ class ContainerSpec:
     def create_kwargs(self, api) -> dict:
         import docker
 
-        binds = [m.bind() for m in self.mounts] + list(self.extra.volumes)
         port_bindings = {cport: hport for cport, hport in self.ports.items()}
         port_bindings.update(self.extra.ports)
         host = dict(
-            binds=binds or None,
+            mounts=[m.api_mount() for m in self.mounts] or None,
+            binds=list(self.extra.volumes) or None,  # the user's own -v, as docker would read them
             port_bindings=port_bindings or None,
             ipc_mode=self.extra.ipc or self.ipc_mode,
             mem_limit=self.extra.memory,
