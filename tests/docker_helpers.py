@@ -83,18 +83,19 @@ def remove_pushed(client, uri: str) -> None:
 
 
 def cleanup(client, source_dir: str) -> None:
-    """Remove containers and images built from `source_dir`, or labeled as test ones."""
-    filters = [{"label": f"caliban.source_dir={source_dir}"}, {"label": "caliban.test=1"}]
-    for flt in filters:
-        for container in client.containers.list(all=True, filters=flt):
-            try:
-                container.remove(force=True)
-            except Exception:
-                pass
-    images = {}
-    for flt in filters[:1]:
-        for image in client.images.list(filters=flt):
-            images[image.id] = image
+    """Remove the images built from `source_dir` and the containers of them:
+    Caliban's (labelled with the source dir) and the test's own (labelled
+    caliban.test=1) that run one of those images. Nothing of another test's,
+    so that two suites can share one engine."""
+    images = {image.id: image for image in client.images.list(filters={"label": f"caliban.source_dir={source_dir}"})}
+    mine = [*client.containers.list(all=True, filters={"label": f"caliban.source_dir={source_dir}"}),
+            *(c for c in client.containers.list(all=True, filters={"label": "caliban.test=1"})
+              if c.attrs.get("Image") in images)]
+    for container in mine:
+        try:
+            container.remove(force=True)
+        except Exception:
+            pass
     for image_id in images:
         try:
             client.images.remove(image_id, force=True, noprune=False)

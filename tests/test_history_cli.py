@@ -156,7 +156,7 @@ def engine():
 
 def test_status_and_stop_against_the_engine(db, engine):
     client, created = engine
-    # Our own label: other suites sweep up `caliban.test=1` containers when they finish.
+    # Our own label: no other test's clean-up can touch these containers.
     labels = {"caliban.test.history": uuid.uuid4().hex}
     running = client.containers.run(BASE_IMAGE, ["sleep", "300"], detach=True, labels=labels)
     done = client.containers.run(BASE_IMAGE, ["sh", "-c", "exit 3"], detach=True, labels=labels)
