@@ -237,6 +237,11 @@ def _load_yaml(text: str, source: str) -> Any:
         where = getattr(exc, "problem_mark", None)
         position = _at(where) if where else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "maximum nesting depth" in problem:
+            # libyaml's scanner (PyYAML 6.0.4's wheels) reads ahead through
+            # deep flow nesting and stops at its own limit before the event
+            # check sees level MAX_NESTING_DEPTH: the same refusal either way.
+            raise _too_deep(source, position) from None
         raise UsageError(f"experiment config {source} is not valid YAML: {problem}{position}") from None
 
 
