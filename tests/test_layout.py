@@ -10,6 +10,9 @@
 - No function or class that only the tests use: everything defined in the
   package is named somewhere in the package besides its definition (or is an
   entry point in setup.py).
+- The tests mirror the package: a test directory per subpackage of
+  `caliban/`, named after it, and no test directory without a subpackage
+  (tests of the top-level modules sit in `tests/` itself).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "caliban"
+TESTS = pathlib.Path(__file__).resolve().parent
 BACKEND_NAMES = {"vertex", "ml_v1"}
 
 IO_PACKAGES = ("caliban.docker", "caliban.cloud", "caliban.workflows", "caliban.commands", "caliban.options",
@@ -170,3 +174,26 @@ def test_the_rules_see_real_offences():
     assert "caliban.docker.engine" in imported(planted, "caliban.sweep.x")
     compare = next(n for n in ast.walk(planted) if isinstance(n, ast.Compare))
     assert isinstance(compare.comparators[0], ast.Constant) and compare.comparators[0].value in BACKEND_NAMES
+
+
+def layout_mismatches(package: pathlib.Path, tests: pathlib.Path) -> list[str]:
+    subpackages = {p.parent.name for p in package.glob("*/__init__.py")}
+    test_dirs = {p.parent.name for p in tests.glob("*/test_*.py")}
+    return [f"caliban/{name}/ has no tests/{name}/" for name in sorted(subpackages - test_dirs)] + [
+        f"tests/{name}/ mirrors no caliban/{name}/" for name in sorted(test_dirs - subpackages)
+    ]
+
+
+def test_the_tests_mirror_the_package_layout():
+    assert layout_mismatches(PACKAGE, TESTS) == []
+
+
+def test_the_mirror_check_sees_a_stray_test_directory(tmp_path):
+    (tmp_path / "caliban" / "sweep").mkdir(parents=True)
+    (tmp_path / "caliban" / "sweep" / "__init__.py").touch()
+    (tmp_path / "tests" / "misc").mkdir(parents=True)
+    (tmp_path / "tests" / "misc" / "test_x.py").touch()
+    assert layout_mismatches(tmp_path / "caliban", tmp_path / "tests") == [
+        "caliban/sweep/ has no tests/sweep/",
+        "tests/misc/ mirrors no caliban/misc/",
+    ]

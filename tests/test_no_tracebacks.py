@@ -3,7 +3,7 @@
 Each case runs the real `caliban` in a subprocess (so a crash or a traceback
 is seen as the user would see it). The cases are the inputs that used to
 give tracebacks, plus the ones found since; the config cases live in
-tests/test_config_limits.py.
+tests/sweep/test_config_limits.py.
 """
 
 import os

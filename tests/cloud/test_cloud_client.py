@@ -8,7 +8,7 @@ import pytest
 
 from caliban.cloud import client as cloud_client
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 class _NoCredentials:

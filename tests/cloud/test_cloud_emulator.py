@@ -13,7 +13,7 @@ from caliban.cloud import client as cloud_client
 from tests import cloud_emulator as ce
 from tests.cloud_helpers import PROJECT, REGION, client_for, ml_body, vertex_body
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def raw(emu, method, path, body=None, token=None):

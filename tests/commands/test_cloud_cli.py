@@ -13,7 +13,7 @@ import pytest
 from tests import cloud_emulator as ce
 from tests.docker_helpers import BASE_IMAGE, REGISTRY, engine_and_registry, remove_pushed
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 IMAGE_TAG = "us-central1-docker.pkg.dev/caliban-test/caliban/trainer:v1"
 
 

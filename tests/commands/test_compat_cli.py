@@ -16,7 +16,7 @@ import pytest
 from caliban.calibanconfig import DLC_REPOSITORY
 from tests.test_calibanconfig import CONFIG_042
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

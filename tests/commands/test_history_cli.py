@@ -14,7 +14,7 @@ from caliban.history import states
 from tests.docker_helpers import BASE_IMAGE, engine_client
 from tests.history_helpers import record_job
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def caliban(db: Path, *argv, stdin=subprocess.DEVNULL, env=None):

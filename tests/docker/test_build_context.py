@@ -1,6 +1,6 @@
 """`.dockerignore` matching (Docker CLI rules) and the build-context tar.
 
-The secrets screen has its own file, tests/test_image_secrets.py."""
+The secrets screen has its own file, tests/docker/test_image_secrets.py."""
 
 import json
 import signal

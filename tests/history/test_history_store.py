@@ -16,7 +16,7 @@ from caliban.errors import CalibanError, UsageError
 from caliban.history import states
 from tests.history_helpers import record_job
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def user_version(path) -> int:
@@ -325,7 +325,7 @@ def _damage(path: Path) -> None:
 
 
 def test_damaged_history_is_one_line_for_check_store_and_status(tmp_path):
-    from tests.test_history_cli import caliban
+    from tests.commands.test_history_cli import caliban
 
     path = tmp_path / "h.db"
     with history.Store(path) as s:
@@ -401,7 +401,7 @@ STORED = (
 
 def test_secrets_in_docker_run_args_never_reach_the_file(tmp_path, monkeypatch):
     from caliban.docker.run import parse_docker_run_args
-    from tests.test_history_cli import caliban
+    from tests.commands.test_history_cli import caliban
 
     path = tmp_path / "h.db"
     with history.Store(path) as s:
@@ -485,7 +485,7 @@ def test_finding_an_experiment_by_its_arguments_uses_the_index(store):
 
 
 def test_status_json_lists_every_experiment_and_the_table_counts_the_rest(tmp_path):
-    from tests.test_history_cli import caliban
+    from tests.commands.test_history_cli import caliban
 
     path = tmp_path / "h.db"
     with history.Store(path) as s:

@@ -14,7 +14,7 @@ import pytest
 
 from caliban.sweep.experiments import MAX_CONFIG_BYTES, MAX_CONFIG_VALUES
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "example")
 
 BILLION_LAUGHS = "".join(

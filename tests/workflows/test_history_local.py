@@ -14,9 +14,9 @@ import pytest
 from caliban import history
 from caliban.history import states
 from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
-from tests.test_history_cli import caliban
+from tests.commands.test_history_cli import caliban
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from caliban import history
 from tests.history_helpers import record_job
-from tests.test_history_scale import IMAGE_TAG, caliban, emu  # noqa: F401 (emu is a fixture)
+from tests.workflows.test_history_scale import IMAGE_TAG, caliban, emu  # noqa: F401 (emu is a fixture)
 
 TOKEN = "hf_s3cretValueThatMustNotBeStored"
 

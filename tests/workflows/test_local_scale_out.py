@@ -21,7 +21,7 @@ import pytest
 
 from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.cloud_helpers import REPO
-from tests.test_live_line import screen
+from tests.docker.test_live_line import screen
 
 RENDEZVOUS = textwrap.dedent(
     """

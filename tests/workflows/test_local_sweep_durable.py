@@ -18,8 +18,8 @@ import pytest
 
 from caliban.history import states
 from tests.docker_helpers import engine_client
-from tests.test_history_cli import caliban as caliban_cli
-from tests.test_history_local import project, run  # noqa: F401  (fixture)
+from tests.commands.test_history_cli import caliban as caliban_cli
+from tests.workflows.test_history_local import project, run  # noqa: F401  (fixture)
 
 
 @pytest.fixture

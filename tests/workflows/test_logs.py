@@ -26,7 +26,7 @@ from tests.cloud_helpers import PROJECT, REGION, FakeClock, client_for, ml_body,
 from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.history_helpers import record_job
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z ")
 
 
@@ -387,7 +387,7 @@ def test_an_unknown_target_is_one_line_naming_it(tmp_path):
 
 
 def test_entries_list_rejects_what_the_api_rejects(emulator):
-    from tests.test_cloud_emulator import raw, token_for
+    from tests.cloud.test_cloud_emulator import raw, token_for
 
     token = token_for(emulator)
     ok = {"resourceNames": [f"projects/{PROJECT}"], "filter": 'resource.type="ml_job"', "pageSize": 5}
