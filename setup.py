@@ -9,7 +9,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["caliban", "caliban.*"]),
     install_requires=[
-        "absl-py>=1.0,<3",
+        # No absl-py: flags are argparse (Caliban 0.4.2's command lines, `--`
+        # pass-through), warnings one plain line (caliban.errors.warn).
         "docker>=7.0,<8",
         "google-api-python-client>=2.100,<3",
         "google-auth>=2.20,<3",
