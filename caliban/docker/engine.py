@@ -656,24 +656,33 @@ def build_image(project_dir: str, target: Any = None, **options) -> str:
     return result.image_id
 
 
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
 
-def _engine_time(client) -> int | None:
-    """The engine's clock, in Unix seconds: it stamps images' `Created`, and the local clock may differ."""
+def _engine_timestamp(text: Any) -> float | None:
+    """An engine's RFC 3339 time (nanoseconds and all) in Unix seconds, or None.
+
+    Sub-second precision matters: an image made in the same second as a new
+    build started must still count as older than that build (or newer)."""
     from datetime import datetime
 
+    match = _RFC3339.match(str(text or ""))
+    if not match:
+        return None
+    offset = "+00:00" if match.group(3) == "Z" else match.group(3)
+    whole = datetime.fromisoformat(match.group(1) + offset).timestamp()
+    return whole + float("0" + (match.group(2) or ".0"))
+
+
+def _engine_time(client) -> float | None:
+    """The engine's clock: it stamps images' `Created`, and the local clock may differ."""
     try:
-        match = _RFC3339.match(str(client.info().get("SystemTime") or ""))
-        if not match:
-            return None
-        offset = "+00:00" if match.group(2) == "Z" else match.group(2)
-        return int(datetime.fromisoformat(match.group(1) + offset).timestamp())
+        return _engine_timestamp(client.info().get("SystemTime"))
     except Exception:  # an engine that won't say: nothing gets removed
         return None
 
 
-def remove_superseded_images(client, image_id: str, build_key: str, built_since: int) -> list[str]:
+def remove_superseded_images(client, image_id: str, build_key: str, built_since: float) -> list[str]:
     """Remove the untagged images of the same build inputs that this build replaces; their ids.
 
     Only images that are Caliban's (carry `build_key`), untagged (a tag, e.g.
@@ -691,9 +700,13 @@ def remove_superseded_images(client, image_id: str, build_key: str, built_since:
     for image in candidates:
         old_id = image.get("Id", "")
         untagged = image.get("RepoTags") in (None, [], ["<none>:<none>"])
-        if old_id == image_id or not untagged or int(image.get("Created") or built_since) >= built_since:
+        if old_id == image_id or not untagged:
             continue
         try:
+            # The listing's `Created` is whole seconds; the image's own is exact.
+            created = _engine_timestamp(client.api.inspect_image(old_id).get("Created"))
+            if created is None or created >= built_since:
+                continue
             if client.api.containers(all=True, filters={"ancestor": old_id}, quiet=True):
                 continue
             client.api.remove_image(old_id, noprune=False)

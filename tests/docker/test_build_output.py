@@ -246,3 +246,19 @@ def test_a_rebuild_removes_the_image_it_supersedes_and_nothing_else(client, tmp_
         if container is not None:
             container.remove(force=True)
         cleanup(client, root)
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("2026-12-06T17:11:08.250000000Z", 1796577068.25),
+    ("2026-12-06T17:11:08.75Z", 1796577068.75),
+    ("2026-12-06T19:11:08.5+02:00", 1796577068.5),
+    ("2026-12-06T17:11:08Z", 1796577068.0),
+    ("yesterday", None),
+    (None, None),
+])
+def test_engine_times_keep_their_fraction_of_a_second(text, seconds):
+    """An image made at 17:11:08.25 is older than a build started at 17:11:08.75: whole
+    seconds (the image list's `Created`) called them equal and kept the superseded image."""
+    from caliban.docker.engine import _engine_timestamp
+
+    assert _engine_timestamp(text) == (pytest.approx(seconds) if seconds is not None else None)
