@@ -659,6 +659,7 @@ class Store:
     def __init__(self, path: Path, migrations: Sequence[str] = MIGRATIONS):
         self.path = Path(path)
         self._locks: list = []
+        self._exclusive_groups: set[int] = set()  # groups this store holds exclusively
         self._depth = 0  # nesting of `transaction()` blocks
         # Rows this connection created, so a failed write can take back a
         # group (or experiment) it left empty; see `_discard_empty`.
@@ -707,6 +708,7 @@ class Store:
         for handle in self._locks:
             handle.close()  # releases the flock
         self._locks = []
+        self._exclusive_groups = set()
         self._conn.close()
 
     def verify(self) -> None:
@@ -795,9 +797,17 @@ class Store:
                 "wait for it, or pass another --xgroup"
             ) from None
         self._locks.append(handle)
+        if exclusive:
+            self._exclusive_groups.add(group.id)
 
     def group_busy(self, group: Group) -> bool:
-        """True while another process holds a lock on `group` (a sweep is being sent)."""
+        """True while a process is sending or running `group` (holds a lock on it).
+
+        False under this store's own exclusive lock (`resubmit`): then no
+        other process can be working on the group.
+        """
+        if group.id in self._exclusive_groups:
+            return False
         try:
             import fcntl
         except ImportError:

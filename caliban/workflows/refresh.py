@@ -195,6 +195,27 @@ def _read_sweeps(remotes: Remotes, jobs: list[Job], readings: dict[int, tuple]) 
                 readings[job.id] = (status, None, error)
 
 
+# A local job is RUNNING while its sweep's process follows its container; the
+# process removes the container, then records the end, holding its group's lock
+# throughout. A container that is gone while no process holds the group was
+# removed behind Caliban's back (docker rm, prune, an engine reset), or the
+# sweep died in between: the job will never end by itself.
+LOST_LOCAL_JOB = (
+    "its container is gone and no caliban process is running its sweep "
+    "(removed outside Caliban, or the engine was reset); its outcome is unknown"
+)
+
+
+def _groups_nobody_runs(store, names: set[str]) -> set[str]:
+    """The groups among `names` that no caliban process holds a lock on."""
+    idle = set()
+    for name in names:
+        group = store.group(name) if name else None
+        if group is not None and not store.group_busy(group):
+            idle.add(name)
+    return idle
+
+
 def refresh(store, remotes: Remotes, jobs: list[Job]) -> list[Job]:
     """Reads the live status of every non-terminal job, records changes, returns fresh rows.
 
@@ -240,9 +261,17 @@ def refresh(store, remotes: Remotes, jobs: list[Job]) -> list[Job]:
     else:
         for job in openable:
             readings[job.id] = read(job)
-    for job in live:
-        if not job.is_cloud:
-            readings[job.id] = read(job)
+    local = [job for job in live if not job.is_cloud]
+    orphaned = _groups_nobody_runs(store, {job.group_name for job in local})
+    for job in local:
+        readings[job.id] = read(job)
+        if (readings[job.id] == (None, None, None) and job.group_name in orphaned
+                and remotes.docker() is not None):
+            # The row as it is now: a sweep may have recorded this job's end
+            # (and exited) since `jobs` was read; that end is not lost.
+            current = store.job(job.id)
+            if current is not None and current.status == job.status:
+                readings[job.id] = (states.FAILED, None, LOST_LOCAL_JOB)
 
     fresh = []
     for job in jobs:

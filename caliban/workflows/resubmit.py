@@ -6,8 +6,9 @@ send is chosen by the table below; the image is rebuilt from the recorded
 so nothing is pushed again; `--image_tag` sweeps reuse their image); every
 new attempt is written as PENDING; then everything goes through the same
 write-ahead submission as `caliban cloud` (`caliban.workflows.submit`).
-Local jobs (failed, stopped or never started) run again through
-`caliban.workflows.local_sweep`. The group is locked exclusively meanwhile:
+Local jobs (failed, stopped, never started, or lost: RUNNING in the
+history while their container is gone and no process runs their sweep) run
+again through `caliban.workflows.local_sweep`. The group is locked exclusively meanwhile:
 a `caliban cloud` or `caliban run` still working on it makes resubmit refuse.
 
 Per experiment, only its latest job counts:
@@ -123,6 +124,9 @@ def choose(store, remotes, group_name: str, *, all_jobs: bool, backend: str | No
             "(run `caliban cloud --backend ...` to start a new sweep instead)"
         )
     chosen, left = select_resends(refresh(store, remotes, cloud), all_jobs)
+    # A RUNNING local job whose container is gone (and whose sweep is dead)
+    # becomes FAILED here, so it runs again instead of being waited for forever.
+    local = refresh(store, remotes, local)
     local_chosen = [j for j in local if all_jobs or j.status in states.RERUN | {states.PENDING}]
     left += [j for j in local if j not in local_chosen]
     return Choice(group, chosen, local_chosen, left)

@@ -263,7 +263,11 @@ def test_group_locks_shared_for_sweeps_exclusive_for_resubmit(tmp_path):
         sweep2.close()  # closing (or dying) releases the lock
         assert not resubmit.group_busy(g)
         resubmit.lock_group(g, exclusive=True)
+        # Under its own exclusive lock no other process works on the group...
+        assert not resubmit.group_busy(g)
         late = history.Store(path)
+        # ...while to every other process it is busy.
+        assert late.group_busy(g)
         with pytest.raises(CalibanError, match="being resubmitted"):
             late.lock_group(g, exclusive=False)
         late.close()

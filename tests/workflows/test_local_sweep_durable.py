@@ -16,7 +16,9 @@ import time
 
 import pytest
 
+from caliban import history
 from caliban.history import states
+from tests.history_helpers import record_job
 from tests.docker_helpers import engine_client
 from tests.commands.test_history_cli import caliban as caliban_cli
 from tests.workflows.test_history_local import project, run  # noqa: F401  (fixture)
@@ -92,8 +94,10 @@ def test_interrupted_sweep_is_finished_by_resubmit_with_each_experiment_run_once
     assert runs(marks) == ["ran-1", "ran-1", "ran-2", "ran-3"]
 
 
-def test_resubmit_runs_the_never_started_rows_themselves(marked, tmp_path):
-    """A sweep killed outright (no chance to clean up) leaves PENDING rows: resubmit runs those rows."""
+def test_a_killed_sweep_is_finished_by_resubmit_lost_job_included(marked, tmp_path):
+    """A sweep killed outright (no chance to clean up) leaves PENDING rows, and a RUNNING row whose
+    container may vanish with nobody to record its end: `status` shows that job as lost (FAILED),
+    and resubmit runs the never-started rows themselves and the lost job again."""
     project, marks = marked
     db = tmp_path / "h.db"
     group = f"durable-{tmp_path.name}"
@@ -105,12 +109,37 @@ def test_resubmit_runs_the_never_started_rows_themselves(marked, tmp_path):
     for container in containers_of(group):
         container.remove(force=True)
     assert statuses(db) == [states.RUNNING, states.PENDING, states.PENDING]
+    shown = caliban_cli(db, "status", "--xgroup", group)
+    assert shown.returncode == 0, shown.stderr
+    assert "its container is gone and no caliban process is running its sweep" in shown.stdout
+    assert statuses(db) == [states.FAILED, states.PENDING, states.PENDING]
     (marks / "hold").unlink()
     done = caliban_cli(db, "resubmit", "--xgroup", group, "--yes")
     assert done.returncode == 0, done.stderr
-    # The two rows that never started ran as themselves: no new attempt rows, each run once.
-    assert statuses(db) == [states.RUNNING, states.SUCCEEDED, states.SUCCEEDED]
-    assert runs(marks) == ["ran-1", "ran-2", "ran-3"]
+    # The two rows that never started ran as themselves; the lost job ran again as a new attempt.
+    assert statuses(db) == [states.FAILED, states.SUCCEEDED, states.SUCCEEDED, states.SUCCEEDED]
+    assert runs(marks) == ["ran-1", "ran-1", "ran-2", "ran-3"]
+
+
+def test_a_job_whose_container_is_gone_is_lost_only_when_no_process_runs_its_sweep(tmp_path):
+    """Between removing a container and recording its end, a sweep holds its group's lock: refresh
+    must not call such a job lost. Real store files, a real engine that has no such container."""
+    engine_client()  # skip (or fail with CI=true) without an engine
+    from caliban.workflows.refresh import LOST_LOCAL_JOB, Remotes, refresh
+
+    path = tmp_path / "h.db"
+    with history.Store(path) as store, history.Store(path) as sweep_process:
+        group = store.create_group("lost")
+        job_id = record_job(store, group.id, ["--i", "1"])
+        store.start_local(job_id, "0" * 64)  # a container id the engine does not have
+        sweep_process.lock_group(sweep_process.existing_group("lost"), exclusive=False)
+
+        (alive,) = refresh(store, Remotes(), store.jobs(group="lost"))
+        assert alive.status == states.RUNNING
+
+        sweep_process.close()  # the sweep's process ends (or dies): the OS drops its lock
+        (lost,) = refresh(store, Remotes(), store.jobs(group="lost"))
+        assert (lost.status, lost.error) == (states.FAILED, LOST_LOCAL_JOB)
 
 
 def test_stop_stops_the_running_job_and_the_rest_of_the_sweep(marked, tmp_path):
