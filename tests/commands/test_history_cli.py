@@ -32,11 +32,30 @@ def db(tmp_path):
     return tmp_path / "history.db"
 
 
-def seed_local(db: Path, group: str, statuses: list[str], container_ids=None) -> list[int]:
-    """Local jobs in the given statuses, as `caliban run` would have recorded them."""
+# Stores standing in for the `caliban run` processes of seeded sweeps: each holds
+# its group's lock, as a live sweep does, until the test ends.
+_LIVE_SWEEPS: list = []
+
+
+@pytest.fixture(autouse=True)
+def _end_live_sweeps():
+    yield
+    while _LIVE_SWEEPS:
+        _LIVE_SWEEPS.pop().close()
+
+
+def seed_local(db: Path, group: str, statuses: list[str], container_ids=None, sweep_alive=True) -> list[int]:
+    """Local jobs in the given statuses, as `caliban run` would have recorded them.
+
+    With `sweep_alive` the sweep's process is still there (its group stays
+    locked until the test ends), so a job whose container is gone is not lost."""
     ids = []
     with history.Store(db) as s:
         g = s.create_group(group)
+        if sweep_alive:
+            sweep = history.Store(db)
+            sweep.lock_group(g, exclusive=False)
+            _LIVE_SWEEPS.append(sweep)
         image = s.record_image(docker_id="sha256:feed", build_args={"target": "train.py"})
         for i, status in enumerate(statuses):
             j = record_job(s, g.id, ["--seed", str(i)], flags={"seed": i}, image_id=image)
@@ -87,13 +106,26 @@ def test_status_unknown_group_is_one_line_error(db):
     assert out.stderr.strip().count("\n") == 0 and "no experiment group named 'nope'" in out.stderr
 
 
-def test_status_keeps_recorded_status_when_container_is_gone(db):
+def test_status_keeps_recorded_status_when_container_is_gone_while_its_sweep_runs(db):
+    """The sweep removes a container, then records the job's end: in between, it is not lost."""
     (job,) = seed_local(db, "g", [states.RUNNING])
     out = caliban(db, "status", "--format", "json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["groups"][0]["jobs"][0]["status"] == states.RUNNING
     with history.Store(db) as s:
         assert s.job(job).status == states.RUNNING
+
+
+def test_status_shows_a_job_lost_when_its_container_and_its_sweep_are_gone(db):
+    engine_client()  # "gone" is only known from an engine that answers
+    (job,) = seed_local(db, "g", [states.RUNNING], sweep_alive=False)
+    out = caliban(db, "status", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    (shown,) = json.loads(out.stdout)["groups"][0]["jobs"]
+    assert shown["status"] == states.FAILED
+    assert "its container is gone and no caliban process is running its sweep" in shown["error"]
+    stop = caliban(db, "stop", "--xgroup", "g", "--yes")
+    assert stop.returncode == 0 and "Nothing to stop" in stop.stdout
 
 
 def test_stop_refuses_without_tty_and_yes(db):
