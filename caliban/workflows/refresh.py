@@ -206,14 +206,23 @@ LOST_LOCAL_JOB = (
 )
 
 
-def _groups_nobody_runs(store, names: set[str]) -> set[str]:
-    """The groups among `names` that no caliban process holds a lock on."""
-    idle = set()
-    for name in names:
+def _lost(store, remotes: Remotes, job: Job, busy: dict[str, bool]) -> bool:
+    """Whether a local job whose container is gone is lost (see LOST_LOCAL_JOB).
+
+    `busy` remembers, per group, whether some process holds its lock. The
+    row is read again after that check: a sweep that recorded the job's end
+    and exited since `job` was read has not lost it.
+    """
+    if remotes.docker() is None:  # no engine answered: "gone" is not known
+        return False
+    name = job.group_name
+    if name not in busy:
         group = store.group(name) if name else None
-        if group is not None and not store.group_busy(group):
-            idle.add(name)
-    return idle
+        busy[name] = group is None or store.group_busy(group)
+    if busy[name]:
+        return False
+    current = store.job(job.id)
+    return current is not None and current.status == job.status
 
 
 def refresh(store, remotes: Remotes, jobs: list[Job]) -> list[Job]:
@@ -261,16 +270,11 @@ def refresh(store, remotes: Remotes, jobs: list[Job]) -> list[Job]:
     else:
         for job in openable:
             readings[job.id] = read(job)
-    local = [job for job in live if not job.is_cloud]
-    orphaned = _groups_nobody_runs(store, {job.group_name for job in local})
-    for job in local:
-        readings[job.id] = read(job)
-        if (readings[job.id] == (None, None, None) and job.group_name in orphaned
-                and remotes.docker() is not None):
-            # The row as it is now: a sweep may have recorded this job's end
-            # (and exited) since `jobs` was read; that end is not lost.
-            current = store.job(job.id)
-            if current is not None and current.status == job.status:
+    busy_groups: dict[str, bool] = {}
+    for job in live:
+        if not job.is_cloud:
+            readings[job.id] = read(job)
+            if readings[job.id] == (None, None, None) and _lost(store, remotes, job, busy_groups):
                 readings[job.id] = (states.FAILED, None, LOST_LOCAL_JOB)
 
     fresh = []
