@@ -6,9 +6,8 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
+from tests import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PROJECT = "caliban-test"
 REGION = "us-central1"
 IMAGE = "us-central1-docker.pkg.dev/caliban-test/caliban/img:abc"

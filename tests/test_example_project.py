@@ -4,8 +4,9 @@ import json
 import os
 import subprocess
 import sys
+from tests import REPO
 
-EXAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "example")
+EXAMPLE = str(REPO / "example")
 
 
 def test_example_trainer_learns(tmp_path):

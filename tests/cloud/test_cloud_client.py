@@ -2,13 +2,12 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from caliban.cloud import client as cloud_client
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 class _NoCredentials:

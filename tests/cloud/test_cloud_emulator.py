@@ -5,15 +5,14 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from caliban.cloud import client as cloud_client
 from tests import cloud_emulator as ce
 from tests.cloud_helpers import PROJECT, REGION, client_for, ml_body, vertex_body
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def raw(emu, method, path, body=None, token=None):

@@ -6,14 +6,13 @@ import sqlite3
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests import cloud_emulator as ce
 from tests.docker_helpers import BASE_IMAGE, REGISTRY, engine_and_registry, remove_pushed
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE_TAG = "us-central1-docker.pkg.dev/caliban-test/caliban/trainer:v1"
 
 

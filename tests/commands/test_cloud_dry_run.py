@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.cloud_helpers import REPO
+from tests import REPO
 from tests.backends.test_backends import body_errors
 
 EXPERIMENTS = {"lr": [0.01, 0.1], "layers": [1, 2, 3], "fast": True}
@@ -31,7 +31,7 @@ def caliban_cloud(project, *argv):
         "GOOGLE_APPLICATION_CREDENTIALS": str(project / "missing-key.json"),
         "HTTPS_PROXY": "http://127.0.0.1:9",
         "HTTP_PROXY": "http://127.0.0.1:9",
-        "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "PYTHONPATH": str(REPO),
     }
     return subprocess.run(
         [sys.executable, "-m", "caliban", "cloud", *argv],

@@ -15,8 +15,8 @@ import pytest
 
 from caliban.calibanconfig import DLC_REPOSITORY
 from tests.test_calibanconfig import CONFIG_042
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

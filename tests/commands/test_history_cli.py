@@ -13,8 +13,8 @@ from caliban import history
 from caliban.history import states
 from tests.docker_helpers import BASE_IMAGE, engine_client
 from tests.history_helpers import record_job
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def caliban(db: Path, *argv, stdin=subprocess.DEVNULL, env=None):

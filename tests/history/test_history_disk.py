@@ -18,8 +18,8 @@ from caliban.errors import CalibanError
 from caliban.history import states
 from tests import cloud_emulator as ce
 from tests.cloud_helpers import PROJECT, REGION, vertex_body
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 IMAGE_TAG = "us-central1-docker.pkg.dev/caliban-test/caliban/trainer:v1"
 
 

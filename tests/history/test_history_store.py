@@ -15,8 +15,8 @@ from caliban import history
 from caliban.errors import CalibanError, UsageError
 from caliban.history import states
 from tests.history_helpers import record_job
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def user_version(path) -> int:

@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from caliban.sweep.experiments import MAX_CONFIG_BYTES, MAX_CONFIG_VALUES
+from tests import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "example")
 
 BILLION_LAUGHS = "".join(
@@ -78,7 +78,7 @@ def write(tmp_path, name, text):
 
 
 def run(argv, cwd=None, stdin=None, timeout=60):
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.run(argv, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=timeout)
 
 

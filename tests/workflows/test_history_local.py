@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,8 @@ from caliban import history
 from caliban.history import states
 from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.commands.test_history_cli import caliban
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

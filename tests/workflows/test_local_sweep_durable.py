@@ -71,13 +71,19 @@ def statuses(db):
         return [row[0] for row in conn.execute("SELECT status FROM job ORDER BY id")]
 
 
-def test_interrupted_sweep_is_finished_by_resubmit_with_each_experiment_run_once(marked, tmp_path):
+def start_sweep_until_job_1_runs(marked, tmp_path):
+    """`caliban run` of the 3-experiment sweep, in the background, once job 1 has started."""
     project, marks = marked
     db = tmp_path / "h.db"
     group = f"durable-{tmp_path.name}"
     proc = run(project, db, "--xgroup", group, "--docker_run_args", f"-v {marks}:/marks",
                "--experiment_config", "exp.json", "trainer.train", wait=False)
     assert wait_for(lambda: runs(marks) == ["ran-1"]), proc.stderr.read() if proc.poll() is not None else ""
+    return marks, db, group, proc
+
+
+def test_interrupted_sweep_is_finished_by_resubmit_with_each_experiment_run_once(marked, tmp_path):
+    marks, db, group, proc = start_sweep_until_job_1_runs(marked, tmp_path)
     # Every experiment was recorded before the first container started.
     assert statuses(db) == [states.RUNNING, states.PENDING, states.PENDING]
     proc.send_signal(signal.SIGINT)
@@ -98,12 +104,7 @@ def test_a_killed_sweep_is_finished_by_resubmit_lost_job_included(marked, tmp_pa
     """A sweep killed outright (no chance to clean up) leaves PENDING rows, and a RUNNING row whose
     container may vanish with nobody to record its end: `status` shows that job as lost (FAILED),
     and resubmit runs the never-started rows themselves and the lost job again."""
-    project, marks = marked
-    db = tmp_path / "h.db"
-    group = f"durable-{tmp_path.name}"
-    proc = run(project, db, "--xgroup", group, "--docker_run_args", f"-v {marks}:/marks",
-               "--experiment_config", "exp.json", "trainer.train", wait=False)
-    assert wait_for(lambda: runs(marks) == ["ran-1"])
+    marks, db, group, proc = start_sweep_until_job_1_runs(marked, tmp_path)
     proc.kill()
     proc.communicate(timeout=60)
     for container in containers_of(group):
@@ -143,12 +144,7 @@ def test_a_job_whose_container_is_gone_is_lost_only_when_no_process_runs_its_swe
 
 
 def test_stop_stops_the_running_job_and_the_rest_of_the_sweep(marked, tmp_path):
-    project, marks = marked
-    db = tmp_path / "h.db"
-    group = f"durable-{tmp_path.name}"
-    proc = run(project, db, "--xgroup", group, "--docker_run_args", f"-v {marks}:/marks",
-               "--experiment_config", "exp.json", "trainer.train", wait=False)
-    assert wait_for(lambda: runs(marks) == ["ran-1"])
+    marks, db, group, proc = start_sweep_until_job_1_runs(marked, tmp_path)
     stopped = caliban_cli(db, "stop", "--xgroup", group, "--yes")
     assert stopped.returncode == 0, stopped.stderr
     _, err = proc.communicate(timeout=120)

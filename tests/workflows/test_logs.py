@@ -14,7 +14,6 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,8 @@ from tests.cloud_emulator import CloudEmulator
 from tests.cloud_helpers import PROJECT, REGION, FakeClock, client_for, ml_body, vertex_body
 from tests.docker_helpers import BASE_IMAGE, cleanup, engine_client
 from tests.history_helpers import record_job
+from tests import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z ")
 
 
